@@ -1,0 +1,46 @@
+import { Hono, type MiddlewareHandler } from "hono";
+import type { Health } from "../../protocol/api.ts";
+import { log } from "../lib/log.ts";
+import { ZECTRE_VERSION } from "../lib/version.ts";
+import type { ApiContext } from "./env.ts";
+import { ApiError, errorResponse } from "./errors.ts";
+import { orgRoutes } from "./routes/orgs.ts";
+import { tokenRoutes } from "./routes/tokens.ts";
+import { whoamiRoutes } from "./routes/whoami.ts";
+
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Echoes a well-formed X-Request-ID (or mints one) and writes one log line per request. */
+const requestContext: MiddlewareHandler<ApiContext> = async (c, next) => {
+  const incoming = c.req.header("x-request-id");
+  const requestId = incoming && REQUEST_ID_PATTERN.test(incoming) ? incoming : crypto.randomUUID();
+  c.set("requestId", requestId);
+  const started = Date.now();
+  await next();
+  c.res.headers.set("X-Request-ID", requestId);
+  const level = c.res.status >= 500 ? "error" : c.res.status >= 400 ? "warn" : "info";
+  log(level, "api", "request", {
+    requestId,
+    org: c.var.identity?.org,
+    method: c.req.method,
+    path: c.req.path,
+    status: c.res.status,
+    durationMs: Date.now() - started,
+  });
+};
+
+export function buildApiApp(): Hono<ApiContext> {
+  const app = new Hono<ApiContext>();
+  app.use("*", requestContext);
+  app.get("/healthz", (c) => c.json({ ok: true, component: "api", version: ZECTRE_VERSION } satisfies Health));
+  app.route("/api/v1", orgRoutes);
+  app.route("/api/v1", tokenRoutes);
+  app.route("/api/v1", whoamiRoutes);
+  app.notFound((c) => errorResponse(c, new ApiError("not_found", `no route for ${c.req.method} ${c.req.path}`)));
+  app.onError((error, c) => {
+    if (error instanceof ApiError) return errorResponse(c, error);
+    log("error", "api", "unhandled error", { requestId: c.var.requestId, error: String(error), stack: error.stack });
+    return errorResponse(c, new ApiError("internal", "internal error; see the server log for this request id"));
+  });
+  return app;
+}

@@ -1,0 +1,20 @@
+import type { OrgObject } from "../../durable-objects/OrgObject.ts";
+import type { Identity } from "../../protocol/api.ts";
+import type { SchedulerWorker } from "../scheduler/index.ts";
+
+export interface ApiEnv {
+  ORG: DurableObjectNamespace<OrgObject>;
+  SCHEDULER: Service<SchedulerWorker>;
+  /** Bearer secret that may create orgs; unset means org creation is disabled. */
+  OPERATOR_SECRET?: string;
+}
+
+export interface ApiVariables {
+  requestId: string;
+  identity: Identity;
+}
+
+export interface ApiContext {
+  Bindings: ApiEnv;
+  Variables: ApiVariables;
+}

@@ -1,0 +1,20 @@
+import { log } from "../lib/log.ts";
+import { buildApiApp } from "./app.ts";
+import type { ApiEnv } from "./env.ts";
+
+export { OrgObject } from "../../durable-objects/OrgObject.ts";
+
+const app = buildApiApp();
+
+export default {
+  fetch: app.fetch,
+  /** The cron lives here (one trigger for the control plane); the work is the scheduler's. */
+  async scheduled(controller, env, ctx) {
+    ctx.waitUntil(
+      env.SCHEDULER.reconcile(controller.cron).then(
+        (report) => log("info", "api", "reconcile finished", { ...report }),
+        (error: unknown) => log("error", "api", "reconcile failed", { error: String(error) }),
+      ),
+    );
+  },
+} satisfies ExportedHandler<ApiEnv>;
