@@ -1,0 +1,165 @@
+import type { CreatedToken, CreateTokenBody, Health, Identity, OrgInfo, TokenRecord } from "../../protocol/api.ts";
+import { isErrorBody } from "../../protocol/errors.ts";
+import { CliError, oneLine } from "./errors.ts";
+
+/** An error answer from the API, carrying the server's code and message. */
+export class ApiError extends CliError {
+  override readonly name: string = "ApiError";
+  readonly status: number;
+  /** One of protocol/errors.ts's codes, or `http_<status>` when the body was not an API error. */
+  readonly code: string;
+  readonly details: unknown;
+  readonly retryAfterSeconds: number | undefined;
+  readonly requestId: string;
+
+  constructor(init: { status: number; code: string; message: string; details: unknown; retryAfterSeconds: number | undefined; requestId: string }) {
+    super(init.message);
+    this.status = init.status;
+    this.code = init.code;
+    this.details = init.details;
+    this.retryAfterSeconds = init.retryAfterSeconds;
+    this.requestId = init.requestId;
+  }
+
+  /** The one line `main` prints: the server's words, its code, and what to do next. */
+  describe(): string {
+    let line = `${oneLine(this.message)} (${this.code})`;
+    if (this.retryAfterSeconds !== undefined) line += `; retry after ${this.retryAfterSeconds}s`;
+    // The server's own message for these asks the reader to find this id in its log.
+    if (this.status >= 500) line += ` [request id ${this.requestId}]`;
+    return line;
+  }
+}
+
+export interface ClientOptions {
+  readonly url: string;
+  readonly token?: string;
+  readonly fetch?: typeof fetch;
+  readonly timeoutMs?: number;
+  readonly userAgent?: string;
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+
+export class ApiClient {
+  readonly url: string;
+  readonly #token: string | undefined;
+  readonly #fetch: typeof fetch;
+  readonly #timeoutMs: number;
+  readonly #userAgent: string;
+
+  constructor(options: ClientOptions) {
+    this.url = options.url.replace(/\/+$/, "");
+    this.#token = options.token;
+    this.#fetch = options.fetch ?? fetch;
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.#userAgent = options.userAgent ?? "zectre-cli";
+  }
+
+  health(): Promise<Health> {
+    return this.request<Health>("GET", "/healthz", { auth: false });
+  }
+
+  whoami(): Promise<{ identity: Identity }> {
+    return this.request("GET", "/api/v1/whoami");
+  }
+
+  org(): Promise<{ org: OrgInfo }> {
+    return this.request("GET", "/api/v1/org");
+  }
+
+  listTokens(all: boolean): Promise<{ tokens: TokenRecord[] }> {
+    return this.request("GET", all ? "/api/v1/tokens?all=true" : "/api/v1/tokens");
+  }
+
+  createToken(body: CreateTokenBody): Promise<CreatedToken> {
+    return this.request("POST", "/api/v1/tokens", { body });
+  }
+
+  revokeToken(id: string): Promise<{ token: TokenRecord }> {
+    return this.request("DELETE", `/api/v1/tokens/${encodeURIComponent(id)}`);
+  }
+
+  /**
+   * Sends one request and returns the parsed JSON body. The response types are
+   * the protocol's interfaces, trusted rather than re-validated: the server is
+   * the schema's owner, and a mismatch shows up plainly in the output.
+   */
+  async request<T>(method: string, path: string, init: { body?: unknown; auth?: boolean } = {}): Promise<T> {
+    // A fresh id per request lets one failing call be found in the server's log.
+    const requestId = crypto.randomUUID();
+    const headers: Record<string, string> = { accept: "application/json", "user-agent": this.#userAgent, "x-request-id": requestId };
+    if (init.auth !== false && this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;
+    if (init.body !== undefined) headers["content-type"] = "application/json";
+    const target = `${this.url}${path}`;
+
+    let response: Response;
+    let text: string;
+    try {
+      response = await this.#fetch(target, {
+        method,
+        headers,
+        ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      });
+      text = await response.text();
+    } catch (error) {
+      throw new CliError(`could not reach ${this.url}: ${networkReason(error, this.#timeoutMs)}`);
+    }
+
+    let json: unknown;
+    try {
+      json = text === "" ? undefined : JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    if (!response.ok) {
+      const retryAfterSeconds = parseRetryAfter(response.headers.get("retry-after"));
+      const common = { status: response.status, retryAfterSeconds, requestId: response.headers.get("x-request-id") ?? requestId };
+      if (isErrorBody(json)) {
+        throw new ApiError({ ...common, code: json.error.code, message: json.error.message, details: json.error.details });
+      }
+      const status = `${response.status}${response.statusText ? ` ${response.statusText}` : ""}`;
+      throw new ApiError({ ...common, code: `http_${response.status}`, message: `${method} ${path} answered HTTP ${status} without an API error body`, details: undefined });
+    }
+    if (json === undefined) {
+      throw new CliError(`${method} ${target} answered HTTP ${response.status} with a body that is not JSON; is ${this.url} a Zectre API?`);
+    }
+    return json as T;
+  }
+}
+
+/** Retry-After is either delta-seconds or an HTTP date (RFC 9110 §10.2.3). */
+export function parseRetryAfter(header: string | null, now: number = Date.now()): number | undefined {
+  if (header === null) return undefined;
+  if (/^\d+$/.test(header.trim())) return Number(header.trim());
+  const at = Date.parse(header);
+  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - now) / 1000));
+}
+
+const NETWORK_REASONS: Record<string, string> = {
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset",
+  ENOTFOUND: "host not found",
+  EAI_AGAIN: "host name lookup failed",
+  ETIMEDOUT: "connection timed out",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+  UND_ERR_SOCKET: "connection closed by the server",
+};
+
+/** fetch reports every network failure as `TypeError: fetch failed`; the useful part is in `cause`. */
+function networkReason(error: unknown, timeoutMs: number): string {
+  if (error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError")) {
+    return `no answer within ${timeoutMs < 1000 ? `${timeoutMs}ms` : `${Math.round(timeoutMs / 1000)}s`}`;
+  }
+  const cause = error instanceof Error ? error.cause : undefined;
+  const code = codeOf(cause) ?? (cause instanceof AggregateError ? codeOf(cause.errors[0]) : undefined);
+  if (code !== undefined) return `${NETWORK_REASONS[code] ?? "network error"} (${code})`;
+  const message = cause instanceof Error ? cause.message : error instanceof Error ? error.message : String(error);
+  return oneLine(message);
+}
+
+function codeOf(value: unknown): string | undefined {
+  return typeof value === "object" && value !== null && "code" in value && typeof value.code === "string" ? value.code : undefined;
+}

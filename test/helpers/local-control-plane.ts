@@ -1,0 +1,82 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { freePort, PROJECT_ROOT } from "../../scripts/lib/control-plane.ts";
+
+/** A real `npm run dev` (scripts/dev.ts) on free ports with its own state dir, for end-to-end tests. */
+export interface LocalControlPlane {
+  root: string;
+  stateDir: string;
+  apiUrl: string;
+  proxyUrl: string;
+  proxyPort: number;
+  output: string[];
+  adminToken(): string;
+  operatorSecret(): string;
+  stop(): Promise<void>;
+  restart(): Promise<void>;
+}
+
+const READY_LINE = "Zectre control plane is running";
+
+function launch(root: string, apiPort: number, proxyPort: number, output: string[]): Promise<ChildProcess> {
+  const child = spawn(
+    process.execPath,
+    ["scripts/dev.ts", "--api-port", String(apiPort), "--proxy-port", String(proxyPort), "--state-dir", join(root, ".zectre/state")],
+    { cwd: PROJECT_ROOT, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`control plane not ready in 90 s:\n${output.join("\n")}`)), 90_000);
+    const onData = (chunk: Buffer) => {
+      for (const line of chunk.toString("utf8").split("\n")) if (line !== "") output.push(line);
+      if (output.some((l) => l.includes(READY_LINE))) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    };
+    child.stdout?.on("data", onData);
+    child.stderr?.on("data", onData);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`control plane exited with ${code} before ready:\n${output.join("\n")}`));
+    });
+  });
+}
+
+async function terminate(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  child.kill("SIGTERM");
+  await exited;
+}
+
+export async function startLocalControlPlane(): Promise<LocalControlPlane> {
+  const root = mkdtempSync(join(tmpdir(), "zectre-e2e-"));
+  const [apiPort, proxyPort] = [await freePort(), await freePort()];
+  const output: string[] = [];
+  let child = await launch(root, apiPort, proxyPort, output);
+  const home = join(root, ".zectre");
+  return {
+    root,
+    stateDir: join(home, "state"),
+    apiUrl: `http://127.0.0.1:${apiPort}`,
+    proxyUrl: `http://localhost:${proxyPort}`,
+    proxyPort,
+    output,
+    adminToken: () => readFileSync(join(home, "admin-token"), "utf8").trim(),
+    operatorSecret: () => readFileSync(join(home, "operator-secret"), "utf8").trim(),
+    async stop() {
+      await terminate(child);
+    },
+    async restart() {
+      await terminate(child);
+      output.length = 0;
+      child = await launch(root, apiPort, proxyPort, output);
+    },
+  };
+}
+
+export function removeControlPlane(plane: LocalControlPlane): void {
+  rmSync(plane.root, { recursive: true, force: true });
+}
