@@ -72,3 +72,7 @@ export interface Health {
   component: string;
   version: string;
 }
+
+/** Default ports of a local control plane. */
+export const DEFAULT_API_PORT = 47080;
+export const DEFAULT_PROXY_PORT = 47000;
