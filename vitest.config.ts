@@ -13,7 +13,8 @@ export default defineConfig({
           cloudflareTest({
             wrangler: { configPath: "./wrangler.toml" },
             miniflare: {
-              bindings: { OPERATOR_SECRET: "test-operator-secret" },
+              // One-second heartbeats let the offline alarm be tested in a few seconds.
+              bindings: { OPERATOR_SECRET: "test-operator-secret", HEARTBEAT_SECONDS: "1" },
               // The scheduler is another Worker; this layer does not load it (the e2e layer does).
               serviceBindings: { SCHEDULER: () => new Response("scheduler is not loaded in workerd tests", { status: 503 }) },
             },

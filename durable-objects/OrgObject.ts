@@ -1,41 +1,36 @@
 import { DurableObject } from "cloudflare:workers";
+import { canonicalJson, type SettingsUpdate } from "../protocol/agent-wire.ts";
 import type { CreatedOrg, CreatedToken, CreateTokenBody, Identity, OrgInfo, TokenRecord, UpdateOrgBody } from "../protocol/api.ts";
 import { failure, type Result } from "../protocol/errors.ts";
-import { formatToken, mintToken, type ParsedToken, type Scope, sha256Hex } from "../protocol/tokens.ts";
+import {
+  type CreateEnrollmentTokenBody,
+  type EnrollBody,
+  type EnrollmentState,
+  type EnrollmentTokenRecord,
+  ENROLLMENT_TRANSITIONS,
+  type EnrollResponse,
+  type Facts,
+  type Labels,
+  type NodeSummary,
+  type SettingRecord,
+  type SettingScope,
+} from "../protocol/nodes.ts";
+import type { JsonValue } from "../protocol/json.ts";
+import { sha256Hex } from "../protocol/tokens.ts";
+import { type ObjectsEnv, nodeStub } from "./env.ts";
+import { ApiTokenStore } from "./org/api-tokens.ts";
+import { AuditLog } from "./org/audit.ts";
+import { EnrollmentTokenStore } from "./org/enrollment-tokens.ts";
+import { MIGRATIONS } from "./org/migrations.ts";
+import { type DirectoryEntry, NodeDirectory } from "./org/node-directory.ts";
+import { mintHashedToken } from "./org/secrets.ts";
+import { type MergedSettings, SettingsStore } from "./org/settings-store.ts";
 import { RateLimiter } from "./rate-limiter.ts";
 import { applyMigrations } from "./sql-migrations.ts";
 
 const DEFAULT_RATE_LIMIT_PER_MINUTE = 1200;
-/** Recording every use would turn each read into a write; a minute's precision is enough. */
-const LAST_USED_RESOLUTION_MS = 60_000;
-
-const MIGRATIONS = [
-  `CREATE TABLE org (
-     id INTEGER PRIMARY KEY CHECK (id = 1),
-     name TEXT NOT NULL,
-     created_at INTEGER NOT NULL,
-     rate_limit_per_minute INTEGER NOT NULL
-   );
-   CREATE TABLE api_tokens (
-     id TEXT PRIMARY KEY,
-     name TEXT NOT NULL,
-     scope TEXT NOT NULL,
-     secret_hash TEXT NOT NULL,
-     created_at INTEGER NOT NULL,
-     created_by TEXT NOT NULL,
-     expires_at INTEGER,
-     last_used_at INTEGER,
-     revoked_at INTEGER
-   );
-   CREATE TABLE audit_log (
-     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-     ts INTEGER NOT NULL,
-     actor TEXT NOT NULL,
-     action TEXT NOT NULL,
-     target TEXT NOT NULL,
-     detail TEXT NOT NULL
-   );`,
-] as const;
+/** Settings fan-out calls this many node objects at once. */
+const FAN_OUT_BATCH = 50;
 
 interface OrgRow extends Record<string, SqlStorageValue> {
   name: string;
@@ -43,78 +38,48 @@ interface OrgRow extends Record<string, SqlStorageValue> {
   rate_limit_per_minute: number;
 }
 
-interface TokenRow extends Record<string, SqlStorageValue> {
-  id: string;
-  name: string;
-  scope: string;
-  secret_hash: string;
-  created_at: number;
-  created_by: string;
-  expires_at: number | null;
-  last_used_at: number | null;
-  revoked_at: number | null;
-}
-
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+export type EnrollmentActionName = "approve" | "reject" | "revoke";
+const ACTION_TARGET: Record<EnrollmentActionName, EnrollmentState> = { approve: "approved", reject: "rejected", revoke: "revoked" };
 
 function toOrgInfo(row: OrgRow): OrgInfo {
   return { name: row.name, createdAt: new Date(row.created_at).toISOString(), rateLimitPerMinute: row.rate_limit_per_minute };
 }
 
-function toTokenRecord(row: TokenRow): TokenRecord {
-  return {
-    id: row.id,
-    name: row.name,
-    scope: row.scope as Scope,
-    createdAt: new Date(row.created_at).toISOString(),
-    createdBy: row.created_by,
-    expiresAt: iso(row.expires_at),
-    lastUsedAt: iso(row.last_used_at),
-    revokedAt: iso(row.revoked_at),
-  };
-}
-
-interface HashedToken {
-  parts: ParsedToken;
-  secretHash: string;
-}
-
-async function mintHashedToken(org: string): Promise<HashedToken> {
-  const parts = mintToken(org);
-  return { parts, secretHash: await sha256Hex(parts.secret) };
-}
-
-async function hashesEqual(a: string, b: string): Promise<boolean> {
-  const enc = new TextEncoder();
-  const left = enc.encode(a);
-  const right = enc.encode(b);
-  return left.byteLength === right.byteLength && crypto.subtle.timingSafeEqual(left, right);
-}
-
-/** One per tenant: its API tokens, settings and audit log. */
-export class OrgObject extends DurableObject<object> {
+/** One per tenant: API and enrollment tokens, the node directory, settings and the audit log. */
+export class OrgObject extends DurableObject<ObjectsEnv> {
   private readonly sql: SqlStorage;
   private readonly limiter = new RateLimiter();
+  private readonly tokens: ApiTokenStore;
+  private readonly enrollmentTokens: EnrollmentTokenStore;
+  private readonly nodes: NodeDirectory;
+  private readonly settings: SettingsStore;
+  private readonly audit: AuditLog;
 
-  constructor(ctx: DurableObjectState, env: object) {
+  constructor(ctx: DurableObjectState, env: ObjectsEnv) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     applyMigrations(this.sql, MIGRATIONS);
+    this.tokens = new ApiTokenStore(this.sql);
+    this.enrollmentTokens = new EnrollmentTokenStore(this.sql);
+    this.nodes = new NodeDirectory(this.sql);
+    this.settings = new SettingsStore(this.sql);
+    this.audit = new AuditLog(this.sql);
   }
+
+  // ---- org and API tokens ----
 
   async createOrg(name: string, adminTokenName: string): Promise<Result<CreatedOrg>> {
     if (this.orgRow()) return failure("conflict", `org '${name}' already exists`);
     const minted = await mintHashedToken(name);
     if (this.orgRow()) return failure("conflict", `org '${name}' already exists`);
-    const now = Date.now();
     this.sql.exec(
       "INSERT INTO org (id, name, created_at, rate_limit_per_minute) VALUES (1, ?, ?, ?)",
       name,
-      now,
+      Date.now(),
       DEFAULT_RATE_LIMIT_PER_MINUTE,
     );
-    const admin = this.insertToken(minted, { name: adminTokenName, scope: "admin" }, "operator");
-    this.audit("operator", "org.create", name, {});
+    const admin = this.tokens.insert(minted, { name: adminTokenName, scope: "admin" }, "operator");
+    this.audit.record("operator", "org.create", name);
     return { ok: true, org: toOrgInfo(this.orgRow() as OrgRow), admin };
   }
 
@@ -123,24 +88,25 @@ export class OrgObject extends DurableObject<object> {
     return row ? toOrgInfo(row) : null;
   }
 
+  updateOrg(body: UpdateOrgBody, actor: string): Result<{ org: OrgInfo }> {
+    if (!this.orgRow()) return failure("not_found", "org not found");
+    this.sql.exec("UPDATE org SET rate_limit_per_minute = ?", body.rateLimitPerMinute);
+    this.audit.record(actor, "org.update", "org", body);
+    return { ok: true, org: toOrgInfo(this.orgRow() as OrgRow) };
+  }
+
   async authenticate(tokenId: string, secret: string): Promise<Result<{ identity: Identity }>> {
     const org = this.orgRow();
-    const row = this.tokenRow(tokenId);
-    const denied = failure("unauthorized", "invalid, expired or revoked API token");
-    if (!org || !row || row.revoked_at !== null) return denied;
     const now = Date.now();
-    if (row.expires_at !== null && row.expires_at <= now) return denied;
-    if (!(await hashesEqual(await sha256Hex(secret), row.secret_hash))) return denied;
+    const record = org ? await this.tokens.verify(tokenId, secret, now) : null;
+    if (!org || !record) return failure("unauthorized", "invalid, expired or revoked API token");
     const wait = this.limiter.take(tokenId, org.rate_limit_per_minute, now);
     if (wait > 0) {
       return failure("rate_limited", `rate limit of ${org.rate_limit_per_minute} requests per minute exceeded`, {
         retryAfterSeconds: wait,
       });
     }
-    if (row.last_used_at === null || now - row.last_used_at > LAST_USED_RESOLUTION_MS) {
-      this.sql.exec("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", now, tokenId);
-    }
-    return { ok: true, identity: { org: org.name, tokenId, tokenName: row.name, scope: row.scope as Scope } };
+    return { ok: true, identity: { org: org.name, tokenId, tokenName: record.name, scope: record.scope } };
   }
 
   async createToken(body: CreateTokenBody, actor: string): Promise<Result<{ created: CreatedToken }>> {
@@ -148,78 +114,230 @@ export class OrgObject extends DurableObject<object> {
     if (!org) return failure("not_found", "org not found");
     // Hash first: checks and writes below then run with no await between them.
     const minted = await mintHashedToken(org.name);
-    const clash = this.sql
-      .exec("SELECT id FROM api_tokens WHERE name = ? AND revoked_at IS NULL", body.name)
-      .toArray();
-    if (clash.length > 0) return failure("conflict", `an active token named '${body.name}' already exists`);
-    const created = this.insertToken(minted, body, actor);
-    this.audit(actor, "token.create", created.record.id, { name: body.name, scope: body.scope });
+    if (this.tokens.activeNameTaken(body.name)) return failure("conflict", `an active token named '${body.name}' already exists`);
+    const created = this.tokens.insert(minted, body, actor);
+    this.audit.record(actor, "token.create", created.record.id, { name: body.name, scope: body.scope });
     return { ok: true, created };
   }
 
   listTokens(includeRevoked: boolean): TokenRecord[] {
-    const where = includeRevoked ? "" : "WHERE revoked_at IS NULL";
-    return this.sql
-      .exec<TokenRow>(`SELECT * FROM api_tokens ${where} ORDER BY created_at, id`)
-      .toArray()
-      .map(toTokenRecord);
+    return this.tokens.list(includeRevoked);
   }
 
   revokeToken(tokenId: string, actor: string): Result<{ record: TokenRecord }> {
-    const row = this.tokenRow(tokenId);
-    if (!row) return failure("not_found", `token '${tokenId}' not found`);
-    if (row.revoked_at !== null) return failure("conflict", `token '${tokenId}' is already revoked`);
-    this.sql.exec("UPDATE api_tokens SET revoked_at = ? WHERE id = ?", Date.now(), tokenId);
+    const record = this.tokens.get(tokenId);
+    if (!record) return failure("not_found", `token '${tokenId}' not found`);
+    if (record.revokedAt !== null) return failure("conflict", `token '${tokenId}' is already revoked`);
+    this.tokens.revoke(tokenId);
     this.limiter.forget(tokenId);
-    this.audit(actor, "token.revoke", tokenId, { name: row.name });
-    return { ok: true, record: toTokenRecord(this.tokenRow(tokenId) as TokenRow) };
+    this.audit.record(actor, "token.revoke", tokenId, { name: record.name });
+    return { ok: true, record: this.tokens.get(tokenId) as TokenRecord };
   }
 
-  updateOrg(body: UpdateOrgBody, actor: string): Result<{ org: OrgInfo }> {
-    if (!this.orgRow()) return failure("not_found", "org not found");
-    this.sql.exec("UPDATE org SET rate_limit_per_minute = ?", body.rateLimitPerMinute);
-    this.audit(actor, "org.update", "org", body);
-    return { ok: true, org: toOrgInfo(this.orgRow() as OrgRow) };
-  }
+  // ---- enrollment ----
 
-  /** Synchronous, so it commits together with whatever the caller wrote before it. */
-  private insertToken(
-    { parts, secretHash }: HashedToken,
-    spec: { name: string; scope: Scope; ttlSeconds?: number | undefined },
+  async createEnrollmentToken(
+    body: CreateEnrollmentTokenBody,
     actor: string,
-  ): CreatedToken {
-    const now = Date.now();
-    const expiresAt = spec.ttlSeconds === undefined ? null : now + spec.ttlSeconds * 1000;
-    this.sql.exec(
-      `INSERT INTO api_tokens (id, name, scope, secret_hash, created_at, created_by, expires_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      parts.id,
-      spec.name,
-      spec.scope,
-      secretHash,
-      now,
-      actor,
-      expiresAt,
-    );
-    return { token: formatToken(parts), record: toTokenRecord(this.tokenRow(parts.id) as TokenRow) };
+  ): Promise<Result<{ token: string; record: EnrollmentTokenRecord }>> {
+    const org = this.orgRow();
+    if (!org) return failure("not_found", "org not found");
+    const minted = await mintHashedToken(org.name);
+    const created = this.enrollmentTokens.insert(minted, body, actor);
+    this.audit.record(actor, "enrollment_token.create", created.record.id, { uses: body.uses, autoApprove: body.autoApprove });
+    return { ok: true, ...created };
+  }
+
+  listEnrollmentTokens(includeSpent: boolean): EnrollmentTokenRecord[] {
+    return this.enrollmentTokens.list(includeSpent);
+  }
+
+  revokeEnrollmentToken(id: string, actor: string): Result<{ record: EnrollmentTokenRecord }> {
+    const record = this.enrollmentTokens.get(id);
+    if (!record) return failure("not_found", `enrollment token '${id}' not found`);
+    if (record.revokedAt !== null) return failure("conflict", `enrollment token '${id}' is already revoked`);
+    this.enrollmentTokens.revoke(id);
+    this.audit.record(actor, "enrollment_token.revoke", id);
+    return { ok: true, record: this.enrollmentTokens.get(id) as EnrollmentTokenRecord };
+  }
+
+  /** Enrolls a node; repeating it with the same key is harmless, another key for the id is refused. */
+  async enroll(tokenId: string, secret: string, body: EnrollBody): Promise<Result<EnrollResponse>> {
+    const org = this.orgRow();
+    if (!org) return failure("unauthorized", "invalid enrollment token");
+    const existing = this.nodes.get(body.nodeId);
+    if (existing && existing.publicKey !== body.publicKey) {
+      return failure("conflict", `node id '${body.nodeId}' is already enrolled with another key`);
+    }
+    if (existing) {
+      await this.syncNodeObject(org.name, existing);
+      return { ok: true, org: org.name, nodeId: body.nodeId, state: existing.summary.state };
+    }
+    const check = await this.enrollmentTokens.check(tokenId, secret, Date.now());
+    if (!check.ok) return failure("unauthorized", check.message);
+    // Re-read after the await: a concurrent enrollment may have taken the id.
+    if (this.nodes.get(body.nodeId)) return failure("conflict", `node id '${body.nodeId}' is already enrolled`);
+    const state: EnrollmentState = check.record.autoApprove ? "approved" : "pending";
+    this.nodes.insert({ id: body.nodeId, publicKey: body.publicKey, state, labels: check.record.labels, facts: body.facts, tokenId });
+    this.enrollmentTokens.spendUse(tokenId);
+    this.audit.record(`enrollment:${tokenId}`, "node.enroll", body.nodeId, { state });
+    await this.syncNodeObject(org.name, this.nodes.get(body.nodeId) as DirectoryEntry);
+    return { ok: true, org: org.name, nodeId: body.nodeId, state };
+  }
+
+  async transitionNode(
+    nodeId: string,
+    action: EnrollmentActionName,
+    reason: string | null,
+    actor: string,
+  ): Promise<Result<{ node: NodeSummary }>> {
+    const org = this.orgRow();
+    const entry = this.nodes.get(nodeId);
+    if (!org || !entry) return failure("not_found", `node '${nodeId}' not found`);
+    const target = ACTION_TARGET[action];
+    const current = entry.summary.state;
+    // Approving an active node, or repeating an action, changes nothing but re-syncs the node object.
+    const alreadyThere = current === target || (action === "approve" && current === "active");
+    if (!alreadyThere && !ENROLLMENT_TRANSITIONS[current].includes(target)) {
+      return failure("conflict", `cannot ${action} node '${nodeId}': it is ${current}`);
+    }
+    if (!alreadyThere) {
+      this.nodes.setState(nodeId, target, reason);
+      this.audit.record(actor, `node.${action}`, nodeId, reason === null ? {} : { reason });
+    }
+    const updated = this.nodes.get(nodeId) as DirectoryEntry;
+    await this.syncNodeObject(org.name, updated);
+    return { ok: true, node: updated.summary };
+  }
+
+  async approvePending(actor: string): Promise<NodeSummary[]> {
+    const approved: NodeSummary[] = [];
+    for (const entry of this.nodes.list(["pending"])) {
+      const result = await this.transitionNode(entry.summary.id, "approve", null, actor);
+      if (result.ok) approved.push(result.node);
+    }
+    return approved;
+  }
+
+  // ---- node directory ----
+
+  listNodes(states: readonly EnrollmentState[] | null): NodeSummary[] {
+    return this.nodes.list(states).map((entry) => entry.summary);
+  }
+
+  /** Directory entries with facts, for target resolution. */
+  nodeEntries(states: readonly EnrollmentState[] | null): DirectoryEntry[] {
+    return this.nodes.list(states);
+  }
+
+  nodeEntry(nodeId: string): DirectoryEntry | null {
+    return this.nodes.get(nodeId);
+  }
+
+  async setLabels(nodeId: string, patch: Record<string, string | null>, actor: string): Promise<Result<{ node: NodeSummary }>> {
+    const entry = this.nodes.get(nodeId);
+    if (!entry) return failure("not_found", `node '${nodeId}' not found`);
+    const labels: Labels = { ...entry.summary.labels };
+    for (const [key, value] of Object.entries(patch)) {
+      if (value === null) delete labels[key];
+      else labels[key] = value;
+    }
+    this.nodes.setLabels(nodeId, labels);
+    this.audit.record(actor, "node.label", nodeId, patch);
+    await this.pushSettingsTo([nodeId]);
+    return { ok: true, node: (this.nodes.get(nodeId) as DirectoryEntry).summary };
+  }
+
+  // ---- settings ----
+
+  async putSetting(scope: SettingScope, key: string, value: JsonValue, actor: string): Promise<Result<{ setting: SettingRecord }>> {
+    if (scope.kind === "node" && !this.nodes.get(scope.nodeId)) return failure("not_found", `node '${scope.nodeId}' not found`);
+    const setting = this.settings.put(scope, key, value, actor);
+    this.audit.record(actor, "setting.put", `${key}@${JSON.stringify(scope)}`);
+    await this.pushSettingsTo(this.nodesInScope(scope));
+    return { ok: true, setting };
+  }
+
+  async deleteSetting(scope: SettingScope, key: string, actor: string): Promise<Result<{ deleted: SettingRecord }>> {
+    const existing = this.settings.get(scope, key);
+    if (!existing) return failure("not_found", `setting '${key}' is not set at that scope`);
+    this.settings.delete(scope, key);
+    this.audit.record(actor, "setting.delete", `${key}@${JSON.stringify(scope)}`);
+    await this.pushSettingsTo(this.nodesInScope(scope));
+    return { ok: true, deleted: existing };
+  }
+
+  listSettings(scope: SettingScope | null): SettingRecord[] {
+    return this.settings.list(scope);
+  }
+
+  mergedSettings(nodeId: string): Result<MergedSettings> {
+    const entry = this.nodes.get(nodeId);
+    if (!entry) return failure("not_found", `node '${nodeId}' not found`);
+    return { ok: true, ...this.settings.mergedFor(nodeId, entry.summary.labels) };
+  }
+
+  // ---- called by NodeObject ----
+
+  /** Marks the node active and online; returns its settings so the node object can queue them. */
+  async nodeConnected(nodeId: string, at: number): Promise<SettingsUpdate | null> {
+    const entry = this.nodes.get(nodeId);
+    if (!entry) return null;
+    if (entry.summary.state === "approved") {
+      this.nodes.setState(nodeId, "active", null);
+      this.audit.record(`node:${nodeId}`, "node.activate", nodeId);
+    }
+    this.nodes.setPresence(nodeId, true, at);
+    return this.settingsUpdateFor(nodeId, entry.summary.labels);
+  }
+
+  nodePresenceChanged(nodeId: string, online: boolean, lastSeen: number): void {
+    if (this.nodes.get(nodeId)) this.nodes.setPresence(nodeId, online, lastSeen);
+  }
+
+  nodeFactsChanged(nodeId: string, facts: Facts): void {
+    if (this.nodes.get(nodeId)) this.nodes.setFacts(nodeId, facts);
+  }
+
+  // ---- internals ----
+
+  private async syncNodeObject(org: string, entry: DirectoryEntry): Promise<void> {
+    const stub = nodeStub(this.env, org, entry.summary.id);
+    await stub.configure({ org, nodeId: entry.summary.id, publicKey: entry.publicKey, state: entry.summary.state });
+    await stub.setState(entry.summary.state);
+  }
+
+  private nodesInScope(scope: SettingScope): string[] {
+    if (scope.kind === "node") return [scope.nodeId];
+    const live = this.nodes.list(["approved", "active"]);
+    const matching = scope.kind === "org" ? live : live.filter((e) => e.summary.labels[scope.key] === scope.value);
+    return matching.map((e) => e.summary.id);
+  }
+
+  private async settingsUpdateFor(nodeId: string, labels: Labels): Promise<SettingsUpdate> {
+    const merged = this.settings.mergedFor(nodeId, labels);
+    const version = (await sha256Hex(canonicalJson(merged.settings))).slice(0, 16);
+    return { kind: "settings.update", version, settings: merged.settings };
+  }
+
+  /** Write before send: the settings rows are stored; each node object then queues its update in its outbox. */
+  private async pushSettingsTo(nodeIds: readonly string[]): Promise<void> {
+    const org = this.orgRow();
+    if (!org) return;
+    const live = nodeIds
+      .map((id) => this.nodes.get(id))
+      .filter((e): e is DirectoryEntry => e !== null && (e.summary.state === "approved" || e.summary.state === "active"));
+    for (let i = 0; i < live.length; i += FAN_OUT_BATCH) {
+      await Promise.all(
+        live.slice(i, i + FAN_OUT_BATCH).map(async (entry) => {
+          const update = await this.settingsUpdateFor(entry.summary.id, entry.summary.labels);
+          await nodeStub(this.env, org.name, entry.summary.id).pushSettings(update);
+        }),
+      );
+    }
   }
 
   private orgRow(): OrgRow | undefined {
     return this.sql.exec<OrgRow>("SELECT * FROM org WHERE id = 1").toArray()[0];
-  }
-
-  private tokenRow(tokenId: string): TokenRow | undefined {
-    return this.sql.exec<TokenRow>("SELECT * FROM api_tokens WHERE id = ?", tokenId).toArray()[0];
-  }
-
-  private audit(actor: string, action: string, target: string, detail: object): void {
-    this.sql.exec(
-      "INSERT INTO audit_log (ts, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
-      Date.now(),
-      actor,
-      action,
-      target,
-      JSON.stringify(detail),
-    );
   }
 }

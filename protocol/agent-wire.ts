@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { JsonObject } from "./json.ts";
 import { Facts, NodeId } from "./nodes.ts";
 
 /**
@@ -47,7 +48,12 @@ export const SettingsUpdate = z
     settings: z.record(z.string(), z.json()),
   })
   .strict();
-export type SettingsUpdate = z.infer<typeof SettingsUpdate>;
+/** Declared by hand: the inferred recursive JSON type is too deep for the RPC stub types. */
+export interface SettingsUpdate {
+  kind: "settings.update";
+  version: string;
+  settings: JsonObject;
+}
 
 /** Actions are persisted in the node's outbox and resent until the agent acks their id. */
 export const ActionBody = z.discriminatedUnion("kind", [SettingsUpdate]);

@@ -30,6 +30,8 @@ export interface Failure {
   code: ErrorCode;
   message: string;
   retryAfterSeconds?: number;
+  /** Machine-readable facts about the failure (e.g. a node's state); strings only, so it survives RPC typing. */
+  details?: Record<string, string>;
 }
 
 export type Result<T> = ({ ok: true } & T) | Failure;

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { JsonObject, JsonValue } from "./json.ts";
 
 /** Node identity, enrollment and directory types shared by the API, the agent and the CLI. */
 
@@ -37,7 +38,7 @@ export const ENROLLMENT_TRANSITIONS: Record<EnrollmentState, readonly Enrollment
  * Facts an agent reports. Known keys are typed; custom facts from the agent's
  * config sit under `custom`. Unknown top-level keys are refused (strict).
  */
-export const Facts = z
+export const FactsSchema = z
   .object({
     os: z.string().max(64),
     osRelease: z.string().max(128),
@@ -54,7 +55,9 @@ export const Facts = z
     custom: z.record(z.string().max(128), z.json()).default({}),
   })
   .strict();
-export type Facts = z.infer<typeof Facts>;
+/** The schema, typed with the RPC-friendly JSON alias for `custom`. */
+export const Facts = FactsSchema as unknown as z.ZodType<Facts, z.input<typeof FactsSchema>>;
+export type Facts = Omit<z.infer<typeof FactsSchema>, "custom"> & { custom: JsonObject };
 
 /** Ed25519 public key, raw 32 bytes, base64url without padding. */
 export const PublicKey = z.string().regex(/^[A-Za-z0-9_-]{43}$/, "public key must be a raw Ed25519 key in base64url");
@@ -152,7 +155,7 @@ export interface NodeSummary {
 /** `GET /api/v1/nodes/:id` */
 export interface NodeDetail extends NodeSummary {
   facts: Facts | null;
-  settings: Record<string, unknown>;
+  settings: JsonObject;
   connectedAt: string | null;
 }
 
@@ -169,10 +172,9 @@ export const SettingScope = z.discriminatedUnion("kind", [
 ]);
 export type SettingScope = z.infer<typeof SettingScope>;
 
-export const PutSettingBody = z
-  .object({ scope: SettingScope, key: SettingKey, value: z.json() })
-  .strict();
-export type PutSettingBody = z.infer<typeof PutSettingBody>;
+const PutSettingSchema = z.object({ scope: SettingScope, key: SettingKey, value: z.json() }).strict();
+export const PutSettingBody = PutSettingSchema as unknown as z.ZodType<PutSettingBody, z.input<typeof PutSettingSchema>>;
+export type PutSettingBody = Omit<z.infer<typeof PutSettingSchema>, "value"> & { value: JsonValue };
 
 export const DeleteSettingBody = z.object({ scope: SettingScope, key: SettingKey }).strict();
 export type DeleteSettingBody = z.infer<typeof DeleteSettingBody>;
@@ -180,7 +182,7 @@ export type DeleteSettingBody = z.infer<typeof DeleteSettingBody>;
 export interface SettingRecord {
   scope: SettingScope;
   key: string;
-  value: unknown;
+  value: JsonValue;
   updatedAt: string;
   updatedBy: string;
 }

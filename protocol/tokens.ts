@@ -8,6 +8,8 @@ import { ORG_NAME_PATTERN } from "./names.ts";
  * fast hash (SHA-256) is enough — there is nothing to brute-force.
  */
 export const TOKEN_PREFIX = "zt";
+/** Enrollment tokens have the same shape with their own prefix, so one can never pass for the other. */
+export const ENROLLMENT_TOKEN_PREFIX = "zet";
 const TOKEN_ID_PATTERN = /^[0-9a-f]{16}$/;
 const TOKEN_SECRET_PATTERN = /^[0-9a-f]{64}$/;
 
@@ -26,16 +28,16 @@ export interface ParsedToken {
   secret: string;
 }
 
-export function parseToken(token: string): ParsedToken | null {
+export function parseToken(token: string, prefix: string = TOKEN_PREFIX): ParsedToken | null {
   const parts = token.split("_");
-  if (parts.length !== 4 || parts[0] !== TOKEN_PREFIX) return null;
+  if (parts.length !== 4 || parts[0] !== prefix) return null;
   const [, org, id, secret] = parts as [string, string, string, string];
   if (!ORG_NAME_PATTERN.test(org) || !TOKEN_ID_PATTERN.test(id) || !TOKEN_SECRET_PATTERN.test(secret)) return null;
   return { org, id, secret };
 }
 
-export function formatToken(parts: ParsedToken): string {
-  return [TOKEN_PREFIX, parts.org, parts.id, parts.secret].join("_");
+export function formatToken(parts: ParsedToken, prefix: string = TOKEN_PREFIX): string {
+  return [prefix, parts.org, parts.id, parts.secret].join("_");
 }
 
 export function randomHex(bytes: number): string {

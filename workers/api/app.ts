@@ -1,10 +1,13 @@
-import { Hono, type MiddlewareHandler } from "hono";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
 import type { Health } from "../../protocol/api.ts";
 import { log } from "../lib/log.ts";
 import { ZECTRE_VERSION } from "../lib/version.ts";
 import type { ApiContext } from "./env.ts";
 import { ApiError, errorResponse } from "./errors.ts";
+import { agentRoutes } from "./routes/agent.ts";
+import { nodeRoutes } from "./routes/nodes.ts";
 import { orgRoutes } from "./routes/orgs.ts";
+import { settingsRoutes } from "./routes/settings.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
 import { whoamiRoutes } from "./routes/whoami.ts";
 
@@ -17,7 +20,7 @@ const requestContext: MiddlewareHandler<ApiContext> = async (c, next) => {
   c.set("requestId", requestId);
   const started = Date.now();
   await next();
-  c.res.headers.set("X-Request-ID", requestId);
+  tagResponse(c, requestId);
   const level = c.res.status >= 500 ? "error" : c.res.status >= 400 ? "warn" : "info";
   log(level, "api", "request", {
     requestId,
@@ -29,6 +32,18 @@ const requestContext: MiddlewareHandler<ApiContext> = async (c, next) => {
   });
 };
 
+/** Responses passed through from a Durable Object have immutable headers; WebSocket upgrades are left as they are. */
+function tagResponse(c: Context<ApiContext>, requestId: string): void {
+  if (c.res.status === 101) return;
+  try {
+    c.res.headers.set("X-Request-ID", requestId);
+  } catch {
+    const copy = new Response(c.res.body, c.res);
+    copy.headers.set("X-Request-ID", requestId);
+    c.res = copy;
+  }
+}
+
 export function buildApiApp(): Hono<ApiContext> {
   const app = new Hono<ApiContext>();
   app.use("*", requestContext);
@@ -36,6 +51,9 @@ export function buildApiApp(): Hono<ApiContext> {
   app.route("/api/v1", orgRoutes);
   app.route("/api/v1", tokenRoutes);
   app.route("/api/v1", whoamiRoutes);
+  app.route("/api/v1", agentRoutes);
+  app.route("/api/v1", nodeRoutes);
+  app.route("/api/v1", settingsRoutes);
   app.notFound((c) => errorResponse(c, new ApiError("not_found", `no route for ${c.req.method} ${c.req.path}`)));
   app.onError((error, c) => {
     if (error instanceof ApiError) return errorResponse(c, error);

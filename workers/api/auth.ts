@@ -1,11 +1,8 @@
 import type { MiddlewareHandler } from "hono";
 import { parseToken, type Scope, scopeAllows } from "../../protocol/tokens.ts";
+import { orgStub } from "../../durable-objects/env.ts";
 import type { ApiContext, ApiEnv } from "./env.ts";
 import { ApiError, unwrap } from "./errors.ts";
-
-export function orgStub(env: ApiEnv, org: string) {
-  return env.ORG.get(env.ORG.idFromName(org));
-}
 
 function bearer(header: string | undefined): string | null {
   const match = /^Bearer\s+(\S+)$/i.exec(header ?? "");

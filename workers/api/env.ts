@@ -1,9 +1,8 @@
-import type { OrgObject } from "../../durable-objects/OrgObject.ts";
+import type { ObjectsEnv } from "../../durable-objects/env.ts";
 import type { Identity } from "../../protocol/api.ts";
 import type { SchedulerWorker } from "../scheduler/index.ts";
 
-export interface ApiEnv {
-  ORG: DurableObjectNamespace<OrgObject>;
+export interface ApiEnv extends ObjectsEnv {
   SCHEDULER: Service<SchedulerWorker>;
   /** Bearer secret that may create orgs; unset means org creation is disabled. */
   OPERATOR_SECRET?: string;

@@ -15,7 +15,9 @@ export class ApiError extends Error {
   }
 
   static from(failure: Failure): ApiError {
-    const options = failure.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: failure.retryAfterSeconds };
+    const options: { details?: unknown; retryAfterSeconds?: number } = {};
+    if (failure.retryAfterSeconds !== undefined) options.retryAfterSeconds = failure.retryAfterSeconds;
+    if (failure.details !== undefined) options.details = failure.details;
     return new ApiError(failure.code, failure.message, options);
   }
 }

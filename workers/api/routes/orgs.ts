@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import { CreateOrgBody, UpdateOrgBody } from "../../../protocol/api.ts";
-import { actorOf, authenticate, isOperator, orgStub, requireScope } from "../auth.ts";
+import { orgStub } from "../../../durable-objects/env.ts";
+import { actorOf, authenticate, isOperator, requireScope } from "../auth.ts";
 import { limitBody, readJson } from "../body.ts";
 import type { ApiContext } from "../env.ts";
 import { ApiError, unwrap } from "../errors.ts";

@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import { CreateTokenBody } from "../../../protocol/api.ts";
-import { actorOf, authenticate, orgStub, requireScope } from "../auth.ts";
+import { orgStub } from "../../../durable-objects/env.ts";
+import { actorOf, authenticate, requireScope } from "../auth.ts";
 import { limitBody, readJson } from "../body.ts";
 import type { ApiContext } from "../env.ts";
 import { unwrap } from "../errors.ts";

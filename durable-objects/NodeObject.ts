@@ -1,0 +1,305 @@
+import { DurableObject } from "cloudflare:workers";
+import { CLOSE, PING_FRAME, PONG_FRAME, type SettingsUpdate, WIRE_VERSION } from "../protocol/agent-wire.ts";
+import { failure, type Result } from "../protocol/errors.ts";
+import type { ChallengeResponse, EnrollmentState, Facts } from "../protocol/nodes.ts";
+import { heartbeatSeconds, type ObjectsEnv, orgStub } from "./env.ts";
+import { NonceStore, signatureValid } from "./node/handshake.ts";
+import { parseInbound } from "./node/inbound.ts";
+import { actionFrame, Outbox } from "./node/outbox.ts";
+import { applyMigrations } from "./sql-migrations.ts";
+
+const MIGRATIONS = [
+  `CREATE TABLE identity (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     org TEXT NOT NULL,
+     node_id TEXT NOT NULL,
+     public_key TEXT NOT NULL,
+     state TEXT NOT NULL
+   );
+   CREATE TABLE presence (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     connected_at INTEGER,
+     last_seen INTEGER,
+     reported_seen INTEGER
+   );
+   INSERT INTO presence (id) VALUES (1);
+   CREATE TABLE facts (id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL, updated_at INTEGER NOT NULL);
+   CREATE TABLE nonces (nonce TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+   CREATE TABLE outbox (id TEXT PRIMARY KEY, kind TEXT NOT NULL, body TEXT NOT NULL, created_at INTEGER NOT NULL);
+   CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);`,
+] as const;
+
+interface Identity extends Record<string, SqlStorageValue> {
+  org: string;
+  node_id: string;
+  public_key: string;
+  state: string;
+}
+
+interface Presence extends Record<string, SqlStorageValue> {
+  connected_at: number | null;
+  last_seen: number | null;
+  reported_seen: number | null;
+}
+
+interface SocketAttachment {
+  connectedAt: number;
+  lastMessageAt: number;
+}
+
+export interface NodeConfig {
+  org: string;
+  nodeId: string;
+  publicKey: string;
+  state: EnrollmentState;
+}
+
+export interface NodeLiveDetail {
+  online: boolean;
+  connectedAt: number | null;
+  lastSeen: number | null;
+  facts: Facts | null;
+  pendingActions: number;
+}
+
+const CONNECTABLE: readonly string[] = ["approved", "active"];
+
+/** One per host: the agent's hibernatable WebSocket, presence, facts and the action outbox. */
+export class NodeObject extends DurableObject<ObjectsEnv> {
+  private readonly sql: SqlStorage;
+  private readonly nonces: NonceStore;
+  private readonly outbox: Outbox;
+
+  constructor(ctx: DurableObjectState, env: ObjectsEnv) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    applyMigrations(this.sql, MIGRATIONS);
+    this.nonces = new NonceStore(this.sql);
+    this.outbox = new Outbox(this.sql);
+    // Heartbeats are answered by the runtime without waking the object, so idle nodes hibernate.
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(PING_FRAME, PONG_FRAME));
+  }
+
+  // ---- called by OrgObject ----
+
+  configure(config: NodeConfig): void {
+    this.sql.exec(
+      `INSERT INTO identity (id, org, node_id, public_key, state) VALUES (1, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET org = excluded.org, node_id = excluded.node_id, public_key = excluded.public_key, state = excluded.state`,
+      config.org,
+      config.nodeId,
+      config.publicKey,
+      config.state,
+    );
+  }
+
+  /** Revoked or rejected nodes lose their socket at once; every later connect is refused. */
+  setState(state: EnrollmentState): void {
+    this.sql.exec("UPDATE identity SET state = ?", state);
+    if (!CONNECTABLE.includes(state)) {
+      for (const ws of this.ctx.getWebSockets()) ws.close(CLOSE.revoked, `node is ${state}`);
+      this.sql.exec("UPDATE presence SET connected_at = NULL");
+    }
+  }
+
+  /** Queues the node's merged settings unless the agent already has (or is about to get) that version. */
+  pushSettings(update: SettingsUpdate): boolean {
+    if (this.kv("settings_version") === update.version) return false;
+    this.sendToAgent(actionFrame(this.queueSettings(update)));
+    return true;
+  }
+
+  detail(): NodeLiveDetail {
+    const presence = this.presence();
+    const facts = this.sql.exec<{ body: string }>("SELECT body FROM facts").toArray()[0];
+    return {
+      online: this.openSockets().length > 0,
+      connectedAt: presence.connected_at,
+      lastSeen: this.currentLastSeen() ?? presence.last_seen,
+      facts: facts ? (JSON.parse(facts.body) as Facts) : null,
+      pendingActions: this.outbox.pending().length,
+    };
+  }
+
+  // ---- called by the API Worker for agents ----
+
+  challenge(org: string, nodeId: string): Result<ChallengeResponse> {
+    const identity = this.identity();
+    if (!identity || identity.org !== org || identity.node_id !== nodeId) {
+      return failure("unauthorized", `node '${nodeId}' is not enrolled`);
+    }
+    if (!CONNECTABLE.includes(identity.state)) {
+      return failure("forbidden", `node '${nodeId}' is ${identity.state}`, { details: { state: identity.state } });
+    }
+    const issued = this.nonces.issue(Date.now());
+    return { ok: true, nonce: issued.nonce, expiresAt: new Date(issued.expiresAt).toISOString() };
+  }
+
+  override async fetch(request: Request): Promise<Response> {
+    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      return errorResponse(426, "bad_request", "expected a WebSocket upgrade");
+    }
+    const url = new URL(request.url);
+    const [org, nodeId, nonce, sig] = ["org", "node", "nonce", "sig"].map((k) => url.searchParams.get(k) ?? "");
+    const identity = this.identity();
+    if (!identity || identity.org !== org || identity.node_id !== nodeId) {
+      return errorResponse(401, "unauthorized", `node '${nodeId}' is not enrolled`);
+    }
+    if (!CONNECTABLE.includes(identity.state)) {
+      return errorResponse(403, "forbidden", `node '${nodeId}' is ${identity.state}`, { state: identity.state });
+    }
+    const now = Date.now();
+    if (!this.nonces.spend(nonce as string, now)) return errorResponse(401, "unauthorized", "unknown, used or expired nonce");
+    if (!(await signatureValid(identity.public_key, sig as string, identity.org, identity.node_id, nonce as string))) {
+      return errorResponse(401, "unauthorized", "signature does not match the node's key");
+    }
+    return this.accept(identity, now);
+  }
+
+  // ---- WebSocket and alarm handlers ----
+
+  override async webSocketMessage(ws: WebSocket, frame: string | ArrayBuffer): Promise<void> {
+    const identity = this.identity();
+    if (!identity) return ws.close(CLOSE.policy, "node is not configured");
+    const attachment = ws.deserializeAttachment() as SocketAttachment | null;
+    if (attachment) ws.serializeAttachment({ ...attachment, lastMessageAt: Date.now() });
+    const inbound = parseInbound(frame, identity.node_id);
+    if (!inbound.ok) {
+      if (inbound.close !== undefined) return ws.close(inbound.close, inbound.message);
+      ws.send(JSON.stringify({ type: "error", v: WIRE_VERSION, code: inbound.code, message: inbound.message }));
+      return;
+    }
+    const message = inbound.message;
+    switch (message.type) {
+      case "facts":
+        this.sql.exec(
+          "INSERT INTO facts (id, body, updated_at) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+          JSON.stringify(message.facts),
+          Date.now(),
+        );
+        await orgStub(this.env, identity.org).nodeFactsChanged(identity.node_id, message.facts);
+        return;
+      case "ack":
+        this.outbox.ack(message.ids);
+        return;
+    }
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
+    try {
+      // 1005/1006 are not valid codes to send back.
+      ws.close(code === 1005 || code === 1006 ? 1000 : code, "closing");
+    } catch {
+      // Already closed.
+    }
+    if (this.openSockets().some((other) => other !== ws)) return;
+    await this.markOffline();
+  }
+
+  override async webSocketError(ws: WebSocket): Promise<void> {
+    if (this.openSockets().some((other) => other !== ws)) return;
+    await this.markOffline();
+  }
+
+  /** Runs at least once per 3 heartbeats while connected: offline detection and last-seen reporting. */
+  override async alarm(): Promise<void> {
+    const identity = this.identity();
+    const sockets = this.openSockets();
+    if (!identity || sockets.length === 0) return;
+    const lastSeen = this.currentLastSeen() ?? Date.now();
+    const window = 3 * heartbeatSeconds(this.env) * 1000;
+    if (Date.now() - lastSeen > window) {
+      for (const ws of sockets) ws.close(CLOSE.heartbeatTimeout, "missed 3 heartbeats");
+      await this.markOffline(lastSeen);
+      return;
+    }
+    const presence = this.presence();
+    if (presence.reported_seen !== lastSeen) {
+      this.sql.exec("UPDATE presence SET last_seen = ?, reported_seen = ?", lastSeen, lastSeen);
+      await orgStub(this.env, identity.org).nodePresenceChanged(identity.node_id, true, lastSeen);
+    }
+    await this.ctx.storage.setAlarm(lastSeen + window + 500);
+  }
+
+  // ---- internals ----
+
+  private async accept(identity: Identity, now: number): Promise<Response> {
+    const pair = new WebSocketPair();
+    const [client, server] = [pair[0], pair[1]];
+    for (const old of this.ctx.getWebSockets()) old.close(CLOSE.replaced, "replaced by a newer connection");
+    this.ctx.acceptWebSocket(server);
+    server.serializeAttachment({ connectedAt: now, lastMessageAt: now } satisfies SocketAttachment);
+    if (identity.state === "approved") this.sql.exec("UPDATE identity SET state = 'active'");
+    this.sql.exec("UPDATE presence SET connected_at = ?, last_seen = ?, reported_seen = ?", now, now, now);
+    const window = 3 * heartbeatSeconds(this.env) * 1000;
+    await this.ctx.storage.setAlarm(now + window + 500);
+    // The org records the node as active and online, and returns its current settings.
+    const settings = await orgStub(this.env, identity.org).nodeConnected(identity.node_id, now);
+    // Queued, not sent: the welcome goes first, then everything pending in order.
+    if (settings && this.kv("settings_version") !== settings.version) this.queueSettings(settings);
+    server.send(
+      JSON.stringify({
+        type: "welcome",
+        v: WIRE_VERSION,
+        org: identity.org,
+        nodeId: identity.node_id,
+        heartbeatSeconds: heartbeatSeconds(this.env),
+        serverTime: new Date(now).toISOString(),
+      }),
+    );
+    for (const entry of this.outbox.pending()) server.send(actionFrame(entry));
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  private queueSettings(update: SettingsUpdate) {
+    this.setKv("settings_version", update.version);
+    return this.outbox.add(update, { replaceKind: true });
+  }
+
+  private async markOffline(lastSeen?: number): Promise<void> {
+    const identity = this.identity();
+    const seen = lastSeen ?? this.presence().last_seen ?? Date.now();
+    this.sql.exec("UPDATE presence SET connected_at = NULL, last_seen = ?, reported_seen = ?", seen, seen);
+    if (identity) await orgStub(this.env, identity.org).nodePresenceChanged(identity.node_id, false, seen);
+  }
+
+  private sendToAgent(frame: string): void {
+    for (const ws of this.openSockets()) ws.send(frame);
+  }
+
+  private openSockets(): WebSocket[] {
+    return this.ctx.getWebSockets().filter((ws) => ws.readyState === WebSocket.OPEN);
+  }
+
+  /** Latest of the last auto-answered ping and the last message, across open sockets. */
+  private currentLastSeen(): number | null {
+    let latest: number | null = null;
+    for (const ws of this.openSockets()) {
+      const attachment = ws.deserializeAttachment() as SocketAttachment | null;
+      const ping = this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? 0;
+      const seen = Math.max(ping, attachment?.lastMessageAt ?? 0, attachment?.connectedAt ?? 0);
+      latest = latest === null ? seen : Math.max(latest, seen);
+    }
+    return latest;
+  }
+
+  private identity(): Identity | undefined {
+    return this.sql.exec<Identity>("SELECT * FROM identity").toArray()[0];
+  }
+
+  private presence(): Presence {
+    return this.sql.exec<Presence>("SELECT * FROM presence").one();
+  }
+
+  private kv(key: string): string | null {
+    return this.sql.exec<{ value: string }>("SELECT value FROM kv WHERE key = ?", key).toArray()[0]?.value ?? null;
+  }
+
+  private setKv(key: string, value: string): void {
+    this.sql.exec("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, value);
+  }
+}
+
+function errorResponse(status: number, code: string, message: string, details?: unknown): Response {
+  return Response.json({ error: details === undefined ? { code, message } : { code, message, details } }, { status });
+}

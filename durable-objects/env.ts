@@ -1,0 +1,24 @@
+import type { NodeObject } from "./NodeObject.ts";
+import type { OrgObject } from "./OrgObject.ts";
+
+/** Bindings the Durable Objects use to reach each other. */
+export interface ObjectsEnv {
+  ORG: DurableObjectNamespace<OrgObject>;
+  NODE: DurableObjectNamespace<NodeObject>;
+  /** Agents ping this often; 3 missed pings mark a node offline. */
+  HEARTBEAT_SECONDS?: string;
+}
+
+export function orgStub(env: ObjectsEnv, org: string): DurableObjectStub<OrgObject> {
+  return env.ORG.get(env.ORG.idFromName(org));
+}
+
+/** One object per (org, node): the same node id in two orgs is two nodes. */
+export function nodeStub(env: ObjectsEnv, org: string, nodeId: string): DurableObjectStub<NodeObject> {
+  return env.NODE.get(env.NODE.idFromName(`${org}/${nodeId}`));
+}
+
+export function heartbeatSeconds(env: ObjectsEnv): number {
+  const value = Number(env.HEARTBEAT_SECONDS ?? "10");
+  return Number.isFinite(value) && value > 0 ? value : 10;
+}

@@ -1,0 +1,57 @@
+import { type SettingsUpdate, WIRE_VERSION } from "../../protocol/agent-wire.ts";
+
+/** What the outbox carries; grows with the jobs and deployments issues. */
+export type OutboxAction = SettingsUpdate;
+
+interface OutboxRow extends Record<string, SqlStorageValue> {
+  id: string;
+  kind: string;
+  body: string;
+  created_at: number;
+}
+
+export interface OutboxEntry {
+  id: string;
+  action: OutboxAction;
+  createdAt: number;
+}
+
+/**
+ * Actions for the agent, stored before they are sent and resent after every
+ * reconnect until the agent acks their id (at-least-once; the agent dedups).
+ */
+export class Outbox {
+  private readonly sql: SqlStorage;
+
+  constructor(sql: SqlStorage) {
+    this.sql = sql;
+  }
+
+  /** `replaceKind` drops queued actions of the same kind first: only the newest settings matter. */
+  add(action: OutboxAction, options: { replaceKind?: boolean } = {}): OutboxEntry {
+    if (options.replaceKind) this.sql.exec("DELETE FROM outbox WHERE kind = ?", action.kind);
+    const bytes = new Uint8Array(8);
+    crypto.getRandomValues(bytes);
+    const now = Date.now();
+    const id = `a-${now.toString(36)}-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+    this.sql.exec("INSERT INTO outbox (id, kind, body, created_at) VALUES (?, ?, ?, ?)", id, action.kind, JSON.stringify(action), now);
+    return { id, action, createdAt: now };
+  }
+
+  pending(): OutboxEntry[] {
+    return this.sql
+      .exec<OutboxRow>("SELECT * FROM outbox ORDER BY created_at, rowid")
+      .toArray()
+      .map((row) => ({ id: row.id, action: JSON.parse(row.body) as OutboxAction, createdAt: row.created_at }));
+  }
+
+  ack(ids: readonly string[]): number {
+    let removed = 0;
+    for (const id of ids) removed += this.sql.exec("DELETE FROM outbox WHERE id = ?", id).rowsWritten;
+    return removed;
+  }
+}
+
+export function actionFrame(entry: OutboxEntry): string {
+  return JSON.stringify({ type: "action", v: WIRE_VERSION, id: entry.id, sentAt: new Date().toISOString(), action: entry.action });
+}
