@@ -44,7 +44,7 @@ export function parseCommandLine(argv: readonly string[], registry: Registry): P
   if (globals.help || !node.command) return { kind: "help", node, globals, explicit: globals.help };
 
   const command = node.command;
-  const options: Record<string, string | boolean | undefined> = {};
+  const options: Record<string, string | readonly string[] | boolean | undefined> = {};
   for (const [name, spec] of Object.entries(command.options)) {
     const value = values.get(name);
     if (spec.type === "boolean") {
@@ -52,6 +52,12 @@ export function parseCommandLine(argv: readonly string[], registry: Registry): P
       continue;
     }
     if (value === undefined && spec.required) throw new UsageError(`missing required flag --${name}`, node.path);
+    if (spec.multiple) {
+      const all = Array.isArray(value) ? value : typeof value === "string" ? [value] : [];
+      for (const one of all) checkChoice(name, spec, one, node.path);
+      options[name] = all;
+      continue;
+    }
     if (typeof value === "string") checkChoice(name, spec, value, node.path);
     options[name] = value;
   }
@@ -102,8 +108,9 @@ function takesValue(flag: string, node: CommandNode, globalOptions: OptionSpecs)
   });
 }
 
+/** `-5` and `-0.5` are values (a setting, a number), not flags: no short flag is a digit. */
 function isFlag(word: string): boolean {
-  return word.startsWith("-") && word !== "-";
+  return word.startsWith("-") && word !== "-" && !/^-\d/.test(word);
 }
 
 function lookupFlag(flag: string, specs: OptionSpecs): [string, OptionSpec] | undefined {
@@ -120,8 +127,8 @@ function tokenize(
   words: readonly string[],
   specs: OptionSpecs,
   commandPath: readonly string[],
-): { values: Map<string, string | boolean>; positionals: string[] } {
-  const values = new Map<string, string | boolean>();
+): { values: Map<string, string | boolean | string[]>; positionals: string[] } {
+  const values = new Map<string, string | boolean | string[]>();
   const positionals: string[] = [];
   for (let index = 0; index < words.length; index++) {
     const word = words[index] as string;
@@ -157,12 +164,17 @@ function tokenize(
       value = following;
       index++;
     }
-    values.set(name, value);
+    if (spec.multiple) {
+      const previous = values.get(name);
+      values.set(name, Array.isArray(previous) ? [...previous, value] : [value]);
+    } else {
+      values.set(name, value);
+    }
   }
   return { values, positionals };
 }
 
-function readGlobals(values: Map<string, string | boolean>, commandPath: readonly string[]): GlobalOptions {
+function readGlobals(values: Map<string, string | boolean | string[]>, commandPath: readonly string[]): GlobalOptions {
   const text = (name: string): string | undefined => {
     const value = values.get(name);
     return typeof value === "string" ? value : undefined;

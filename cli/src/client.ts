@@ -1,5 +1,16 @@
 import type { CreatedToken, CreateTokenBody, Health, Identity, OrgInfo, TokenRecord } from "../../protocol/api.ts";
 import { isErrorBody } from "../../protocol/errors.ts";
+import type {
+  CreateEnrollmentTokenBody,
+  DeleteSettingBody,
+  EnrollmentAction,
+  EnrollmentTokenRecord,
+  NodeDetail,
+  NodeSummary,
+  PutSettingBody,
+  SetLabelsBody,
+  SettingRecord,
+} from "../../protocol/nodes.ts";
 import { CliError, oneLine } from "./errors.ts";
 
 /** An error answer from the API, carrying the server's code and message. */
@@ -80,6 +91,68 @@ export class ApiClient {
     return this.request("DELETE", `/api/v1/tokens/${encodeURIComponent(id)}`);
   }
 
+  // ---- enrollment tokens ----
+
+  /** The body holds only what the user chose; the server fills in the defaults. */
+  createEnrollmentToken(body: Partial<CreateEnrollmentTokenBody>): Promise<CreatedEnrollmentToken> {
+    return this.request("POST", "/api/v1/enrollment-tokens", { body });
+  }
+
+  listEnrollmentTokens(all: boolean): Promise<{ tokens: EnrollmentTokenRecord[] }> {
+    return this.request("GET", all ? "/api/v1/enrollment-tokens?all=true" : "/api/v1/enrollment-tokens");
+  }
+
+  revokeEnrollmentToken(id: string): Promise<{ token: EnrollmentTokenRecord }> {
+    return this.request("DELETE", `/api/v1/enrollment-tokens/${encodeURIComponent(id)}`);
+  }
+
+  // ---- nodes ----
+
+  /** `state` is a comma-separated list of states or `all`; without it the server lists approved and active nodes. */
+  listNodes(filter: { state?: string | undefined; target?: string | undefined } = {}): Promise<{ nodes: NodeSummary[] }> {
+    const query = new URLSearchParams();
+    if (filter.state !== undefined) query.set("state", filter.state);
+    if (filter.target !== undefined) query.set("target", filter.target);
+    const search = query.toString();
+    return this.request("GET", `/api/v1/nodes${search === "" ? "" : `?${search}`}`);
+  }
+
+  getNode(id: string): Promise<{ node: NodeDetail }> {
+    return this.request("GET", nodePath(id));
+  }
+
+  nodeSettings(id: string): Promise<EffectiveSettings> {
+    return this.request("GET", `${nodePath(id)}/settings`);
+  }
+
+  /** approve, reject or revoke one node; the body is always sent (possibly `{}`), as the routes read JSON. */
+  nodeAction(id: string, action: "approve" | "reject" | "revoke", body: EnrollmentAction = {}): Promise<{ node: NodeSummary }> {
+    return this.request("POST", `${nodePath(id)}/${action}`, { body });
+  }
+
+  approvePending(): Promise<{ nodes: NodeSummary[] }> {
+    return this.request("POST", "/api/v1/nodes/approve-pending", { body: {} });
+  }
+
+  setNodeLabels(id: string, body: SetLabelsBody): Promise<{ node: NodeSummary }> {
+    return this.request("PATCH", `${nodePath(id)}/labels`, { body });
+  }
+
+  // ---- settings ----
+
+  /** `scope` in the query form `org`, `label:KEY=VALUE` or `node:ID`; without it, every scope. */
+  listSettings(scope?: string): Promise<{ settings: SettingRecord[] }> {
+    return this.request("GET", scope === undefined ? "/api/v1/settings" : `/api/v1/settings?${new URLSearchParams({ scope })}`);
+  }
+
+  putSetting(body: PutSettingBody): Promise<{ setting: SettingRecord }> {
+    return this.request("PUT", "/api/v1/settings", { body });
+  }
+
+  deleteSetting(body: DeleteSettingBody): Promise<{ deleted: SettingRecord }> {
+    return this.request("DELETE", "/api/v1/settings", { body });
+  }
+
   /**
    * Sends one request and returns the parsed JSON body. The response types are
    * the protocol's interfaces, trusted rather than re-validated: the server is
@@ -127,6 +200,22 @@ export class ApiClient {
     }
     return json as T;
   }
+}
+
+/** `POST /api/v1/enrollment-tokens`: the token's plaintext, shown this once, and its record. */
+export interface CreatedEnrollmentToken {
+  token: string;
+  record: EnrollmentTokenRecord;
+}
+
+/** `GET /api/v1/nodes/:id/settings`: the merged values and, per key, the scope that won (`org`, `label:env=prod`, `node`). */
+export interface EffectiveSettings {
+  settings: Record<string, unknown>;
+  sources: Record<string, string>;
+}
+
+function nodePath(id: string): string {
+  return `/api/v1/nodes/${encodeURIComponent(id)}`;
 }
 
 /** Retry-After is either delta-seconds or an HTTP date (RFC 9110 §10.2.3). */

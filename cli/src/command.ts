@@ -19,6 +19,8 @@ export interface OptionSpec {
   readonly valueName?: string;
   readonly required?: boolean;
   readonly choices?: readonly string[];
+  /** String options only: the flag may repeat, and its value is every occurrence in order (empty when absent). */
+  readonly multiple?: boolean;
 }
 
 export interface PositionalSpec {
@@ -34,7 +36,9 @@ export type PositionalSpecs = readonly PositionalSpec[];
 
 type OptionValue<S extends OptionSpec> = S extends { type: "boolean" }
   ? boolean
-  : (S extends { choices: readonly (infer C extends string)[] } ? C : string) | (S extends { required: true } ? never : undefined);
+  : S extends { multiple: true }
+    ? readonly (S extends { choices: readonly (infer C extends string)[] } ? C : string)[]
+    : (S extends { choices: readonly (infer C extends string)[] } ? C : string) | (S extends { required: true } ? never : undefined);
 
 type PositionalValue<S extends PositionalSpec> = S extends { variadic: true }
   ? readonly string[]
@@ -47,7 +51,7 @@ export type OptionValues<O extends OptionSpecs> = { readonly [K in keyof O]: Opt
 export type PositionalValues<P extends PositionalSpecs> = { readonly [S in P[number] as S["name"]]: PositionalValue<S> };
 
 /** What the parser produces before it is viewed through a command's own types. */
-export type RawOptionValues = Readonly<Record<string, string | boolean | undefined>>;
+export type RawOptionValues = Readonly<Record<string, string | readonly string[] | boolean | undefined>>;
 export type RawPositionalValues = Readonly<Record<string, string | readonly string[] | undefined>>;
 
 export interface GlobalOptions {

@@ -35,7 +35,7 @@ function usageLine(name: string, options: OptionSpecs, positionals: readonly Pos
   const parts = [name];
   for (const [option, spec] of Object.entries(options)) {
     const flag = spec.type === "boolean" ? `--${option}` : `--${option} ${valueName(option, spec)}`;
-    parts.push(spec.required ? flag : `[${flag}]`);
+    parts.push(`${spec.required ? flag : `[${flag}]`}${spec.multiple ? "..." : ""}`);
   }
   for (const positional of positionals) parts.push(positional.required ? positionalLabel(positional) : `[${positionalLabel(positional)}]`);
   return parts.join(" ");
@@ -55,7 +55,8 @@ function optionRows(options: readonly (readonly [string, OptionSpec])[]): string
     options.map(([name, spec]) => {
       const long = spec.type === "boolean" ? `--${name}` : `--${name} ${valueName(name, spec)}`;
       const label = spec.short ? `-${spec.short}, ${long}` : `    ${long}`;
-      return [label, spec.required ? `${spec.description} (required)` : spec.description];
+      const notes = [spec.required ? "required" : "", spec.multiple ? "repeatable" : ""].filter(Boolean);
+      return [label, notes.length > 0 ? `${spec.description} (${notes.join(", ")})` : spec.description];
     }),
   );
 }

@@ -109,3 +109,31 @@ export function formatTime(iso: string | null, missing: string): string {
   if (Number.isNaN(date.getTime())) return iso;
   return `${date.toISOString().slice(0, 16).replace("T", " ")}Z`;
 }
+
+/**
+ * How long ago, in the largest whole unit: `12s ago`, `5m ago`, `3h ago`, `2d ago`;
+ * `missing` for null. A time slightly ahead of this clock reads as `0s ago`.
+ */
+export function formatAgo(iso: string | null, missing: string, now: number = Date.now()): string {
+  if (iso === null) return missing;
+  const at = Date.parse(iso);
+  if (Number.isNaN(at)) return iso;
+  const seconds = Math.max(0, Math.floor((now - at) / 1000));
+  if (seconds < 60) return `${seconds}s ago`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m ago`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)}h ago`;
+  return `${Math.floor(seconds / 86400)}d ago`;
+}
+
+/** A value for a person: strings, numbers, booleans and null as they are, objects and arrays as indented JSON. */
+export function formatValue(value: unknown): string {
+  if (typeof value === "string") return value;
+  if (typeof value === "object" && value !== null) return JSON.stringify(value, null, 2);
+  return String(value);
+}
+
+/** A value in a table cell: compact JSON (so `"42"` and `42` differ), cut short when long. */
+export function formatCell(value: unknown, max = 60): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > max ? `${text.slice(0, max - 3)}...` : text;
+}

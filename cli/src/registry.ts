@@ -66,6 +66,7 @@ function checkCommand(command: Command, globalOptions: OptionSpecs): void {
   const shorts = new Set(Object.values(globalOptions).flatMap((o) => (o.short ? [o.short] : [])));
   for (const [name, option] of Object.entries(command.options)) {
     if (name in globalOptions) throw new Error(`command table: '${label}' redefines the global option --${name}`);
+    if (option.multiple && option.type !== "string") throw new Error(`command table: '${label}': only string options may repeat (--${name})`);
     if (option.short !== undefined) {
       if (shorts.has(option.short)) throw new Error(`command table: '${label}' reuses the short option -${option.short}`);
       shorts.add(option.short);

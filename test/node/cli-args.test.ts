@@ -66,6 +66,26 @@ describe("command line parsing", () => {
     expect(revoke.args).toEqual({ id: "0123456789abcdef" });
   });
 
+  it("collects a repeatable flag in order, and gives an empty list when it is absent", () => {
+    const many = runLine("node", "token", "create", "--label", "env=prod", "--uses", "3", "--label=role=web");
+    expect(many.options).toEqual({ uses: "3", ttl: undefined, "auto-approve": false, label: ["env=prod", "role=web"] });
+    expect(runLine("node", "token", "create").options.label).toEqual([]);
+    // A plain string flag given twice keeps the last value, as before.
+    expect(runLine("node", "list", "-s", "pending", "--state", "active").options.state).toBe("active");
+    expect(usageError("node", "token", "create", "--label").message).toBe("flag --label needs a value");
+  });
+
+  it("reads negative numbers as values, not flags", () => {
+    expect(runLine("settings", "set", "offset", "-5").args).toEqual({ key: "offset", value: "-5" });
+    expect(runLine("settings", "set", "--node", "web-1", "ratio", "-0.5").args).toEqual({ key: "ratio", value: "-0.5" });
+    expect(usageError("settings", "set", "k", "-x").message).toBe("unknown flag '-x'");
+  });
+
+  it("rejects a repeatable boolean in the command table", () => {
+    const bad = defineCommand({ path: ["z"], summary: "s", options: { yes: { type: "boolean", multiple: true, description: "" } }, run: async () => {} });
+    expect(() => buildRegistry([bad], GLOBAL_OPTIONS, "test")).toThrow(/only string options may repeat \(--yes\)/);
+  });
+
   it("takes everything after -- as positionals", () => {
     expect(runLine("token", "revoke", "--", "-odd-id").args).toEqual({ id: "-odd-id" });
     expect(runLine("help", "token", "create").args).toEqual({ command: ["token", "create"] });
@@ -123,8 +143,11 @@ describe("command table", () => {
   const build = (entries: Entry[]) => buildRegistry(entries, GLOBAL_OPTIONS, "test");
 
   it("lists groups and commands in declaration order", () => {
-    expect([...registry.root.children.keys()]).toEqual(["login", "logout", "status", "token", "help"]);
+    expect([...registry.root.children.keys()]).toEqual(["login", "logout", "status", "token", "node", "settings", "help"]);
     expect([...(registry.find(["token"])?.children.keys() ?? [])]).toEqual(["create", "list", "revoke"]);
+    expect([...(registry.find(["node"])?.children.keys() ?? [])]).toEqual(["list", "show", "facts", "label", "enroll", "token"]);
+    expect([...(registry.find(["node", "enroll"])?.children.keys() ?? [])]).toEqual(["list", "approve", "reject", "revoke"]);
+    expect([...(registry.find(["settings"])?.children.keys() ?? [])]).toEqual(["set", "get", "list", "unset"]);
   });
 
   it("accepts a new group declared in one list of entries", () => {

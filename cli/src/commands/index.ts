@@ -1,6 +1,10 @@
 import type { Entry } from "../command.ts";
 import { authCommands } from "./auth.ts";
 import { helpCommands } from "./help.ts";
+import { nodeCommands } from "./node.ts";
+import { nodeEnrollCommands } from "./node-enroll.ts";
+import { nodeTokenCommands } from "./node-token.ts";
+import { settingsCommands } from "./settings.ts";
 import { statusCommands } from "./status.ts";
 import { tokenCommands } from "./token.ts";
 
@@ -10,4 +14,14 @@ import { tokenCommands } from "./token.ts";
  * `nodeCommands = [defineGroup({ path: ["node"], ... }), defineCommand({ path: ["node", "list"], ... }), ...]`
  * and spread it in here. Parsing, help and dispatch all follow from the entries.
  */
-export const COMMAND_TABLE: readonly Entry[] = [...authCommands, ...statusCommands, ...tokenCommands, ...helpCommands];
+export const COMMAND_TABLE: readonly Entry[] = [
+  ...authCommands,
+  ...statusCommands,
+  ...tokenCommands,
+  // `node` first: its group must be declared before the `node enroll` and `node token` subgroups.
+  ...nodeCommands,
+  ...nodeEnrollCommands,
+  ...nodeTokenCommands,
+  ...settingsCommands,
+  ...helpCommands,
+];

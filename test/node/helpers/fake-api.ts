@@ -2,6 +2,22 @@ import { createServer, type IncomingHttpHeaders, type ServerResponse } from "nod
 import type { AddressInfo } from "node:net";
 import { CreateTokenBody, type TokenRecord } from "../../../protocol/api.ts";
 import { ERROR_STATUS, type ErrorBody, type ErrorCode } from "../../../protocol/errors.ts";
+import {
+  CreateEnrollmentTokenBody,
+  DeleteSettingBody,
+  EnrollmentAction,
+  type EnrollmentState,
+  type EnrollmentTokenRecord,
+  ENROLLMENT_STATES,
+  type Facts,
+  type Labels,
+  type NodeDetail,
+  type NodeSummary,
+  PutSettingBody,
+  SetLabelsBody,
+  type SettingRecord,
+  type SettingScope,
+} from "../../../protocol/nodes.ts";
 import { formatToken, mintToken, parseToken, type Scope, scopeAllows } from "../../../protocol/tokens.ts";
 
 /**
@@ -32,6 +48,12 @@ export interface FakeApi {
   readonly requests: RecordedRequest[];
   /** Records by id, including revoked ones. */
   readonly records: Map<string, TokenRecord>;
+  /** Enrollment token records by id, including revoked ones. */
+  readonly enrollmentTokens: Map<string, EnrollmentTokenRecord>;
+  /** The org's nodes by id; see FLEET for the ones every fake starts with. */
+  readonly nodes: Map<string, FakeNode>;
+  /** Every stored setting, of every scope, in insertion order. */
+  readonly settings: SettingRecord[];
   /** The next request (of any route) gets this answer instead. */
   replyNext(reply: CannedReply): void;
   close(): Promise<void>;
@@ -51,6 +73,7 @@ export async function startFakeApi(options: { org?: string; version?: string } =
   const records = new Map<string, TokenRecord>();
   const requests: RecordedRequest[] = [];
   const canned: CannedReply[] = [];
+  const fleet = startFleet(org);
 
   const addToken = (name: string, scope: Scope, createdBy: string, ttlSeconds?: number): StoredToken => {
     const parts = mintToken(org);
@@ -132,6 +155,10 @@ export async function startFakeApi(options: { org?: string; version?: string } =
         return send(res, 200, { token: record });
       }
     }
+    if (/^\/api\/v1\/(enrollment-tokens|nodes|settings)(\/|$)/.test(path)) {
+      const answer = fleet.route(method, url, body, identity.scope, `token:${identity.tokenId}(${identity.tokenName})`);
+      return send(res, answer.status, answer.body);
+    }
     return fail(res, "not_found", `no route for ${method} ${path}`);
   };
 
@@ -145,6 +172,9 @@ export async function startFakeApi(options: { org?: string; version?: string } =
     readToken: reader.plaintext,
     requests,
     records,
+    enrollmentTokens: fleet.enrollmentTokens,
+    nodes: fleet.nodes,
+    settings: fleet.settings,
     replyNext: (reply) => canned.push(reply),
     close: () =>
       new Promise<void>((resolve, reject) => {
@@ -152,6 +182,248 @@ export async function startFakeApi(options: { org?: string; version?: string } =
         server.close((error) => (error ? reject(error) : resolve()));
       }),
   };
+}
+
+// ---- nodes, enrollment tokens and settings ----
+
+/** A node as the fake stores it: `lastSeen` is kept as an age so relative times are exact whenever a test runs. */
+export interface FakeNode {
+  id: string;
+  state: EnrollmentState;
+  online: boolean;
+  lastSeenAgoSeconds: number | null;
+  labels: Labels;
+  facts: Facts | null;
+  enrolledAt: string;
+  stateReason: string | null;
+}
+
+export function fakeFacts(os: string, arch: string, hostname: string, custom: Facts["custom"] = {}): Facts {
+  return {
+    os,
+    osRelease: "12",
+    arch,
+    kernel: "6.1.0-fake",
+    hostname,
+    cpuCount: 4,
+    cpuModel: "Fake CPU @ 3GHz",
+    memoryBytes: 8_589_934_592,
+    disk: [{ mount: "/", totalBytes: 100_000_000_000, freeBytes: 40_000_000_000 }],
+    ipAddresses: ["10.0.0.7"],
+    agentVersion: "0.1.0",
+    nodeVersion: "v22.23.3",
+    custom,
+  };
+}
+
+const ENROLLED_AT = "2026-01-05T11:00:00.000Z";
+export const SETTING_UPDATED_AT = "2026-01-06T12:00:00.000Z";
+
+/** Every fake starts with this fleet: two states besides approved/active, one node never seen, one of each age unit. */
+export const FLEET: readonly FakeNode[] = [
+  {
+    id: "web-1",
+    state: "active",
+    online: true,
+    lastSeenAgoSeconds: 12,
+    labels: { env: "prod", role: "web" },
+    facts: fakeFacts("linux", "x64", "web-1.example.com", { rack: "r1", "app.version": "1.2.3" }),
+    enrolledAt: ENROLLED_AT,
+    stateReason: null,
+  },
+  { id: "web-2", state: "approved", online: false, lastSeenAgoSeconds: 5 * 60 + 30, labels: { env: "prod" }, facts: fakeFacts("linux", "arm64", "web-2"), enrolledAt: ENROLLED_AT, stateReason: null },
+  { id: "db-1", state: "active", online: false, lastSeenAgoSeconds: 3 * 3600 + 100, labels: { env: "staging" }, facts: fakeFacts("linux", "x64", "db-1"), enrolledAt: ENROLLED_AT, stateReason: null },
+  { id: "mac-1", state: "active", online: true, lastSeenAgoSeconds: 2 * 86400 + 100, labels: {}, facts: fakeFacts("darwin", "arm64", "mac-1"), enrolledAt: ENROLLED_AT, stateReason: null },
+  { id: "new-1", state: "pending", online: false, lastSeenAgoSeconds: null, labels: {}, facts: null, enrolledAt: "2026-01-07T08:00:00.000Z", stateReason: null },
+  { id: "new-2", state: "pending", online: false, lastSeenAgoSeconds: null, labels: {}, facts: fakeFacts("linux", "x64", "new-2"), enrolledAt: "2026-01-07T08:05:00.000Z", stateReason: null },
+  { id: "bad-1", state: "rejected", online: false, lastSeenAgoSeconds: null, labels: {}, facts: null, enrolledAt: "2026-01-04T09:00:00.000Z", stateReason: "unknown host" },
+];
+
+interface Answer {
+  status: number;
+  body: unknown;
+}
+
+function problem(code: ErrorCode, message: string): Answer {
+  const body: ErrorBody = { error: { code, message } };
+  return { status: ERROR_STATUS[code], body };
+}
+
+function scopeKey(scope: SettingScope): string {
+  return scope.kind === "org" ? "org" : scope.kind === "label" ? `label:${scope.key}=${scope.value}` : `node:${scope.nodeId}`;
+}
+
+/** The routes of protocol/nodes.ts, kept in memory. */
+function startFleet(org: string) {
+  const enrollmentTokens = new Map<string, EnrollmentTokenRecord>();
+  const nodes = new Map<string, FakeNode>(FLEET.map((node) => [node.id, structuredClone(node)]));
+  const settings: SettingRecord[] = [];
+
+  const summary = (node: FakeNode): NodeSummary => ({
+    id: node.id,
+    state: node.state,
+    online: node.online,
+    lastSeen: node.lastSeenAgoSeconds === null ? null : new Date(Date.now() - node.lastSeenAgoSeconds * 1000).toISOString(),
+    labels: node.labels,
+    os: node.facts?.os ?? null,
+    arch: node.facts?.arch ?? null,
+    hostname: node.facts?.hostname ?? null,
+    agentVersion: node.facts?.agentVersion ?? null,
+    enrolledAt: node.enrolledAt,
+    stateReason: node.stateReason,
+  });
+
+  /** Org, then matching labels, then the node's own: the later scope wins. */
+  const effective = (node: FakeNode): { settings: NodeDetail["settings"]; sources: Record<string, string> } => {
+    const merged: { settings: NodeDetail["settings"]; sources: Record<string, string> } = { settings: {}, sources: {} };
+    const rank = (scope: SettingScope) => (scope.kind === "org" ? 0 : scope.kind === "label" ? 1 : 2);
+    const applies = (scope: SettingScope) =>
+      scope.kind === "org" || (scope.kind === "label" ? node.labels[scope.key] === scope.value : scope.nodeId === node.id);
+    for (const setting of [...settings].filter((one) => applies(one.scope)).sort((a, b) => rank(a.scope) - rank(b.scope))) {
+      merged.settings[setting.key] = setting.value;
+      merged.sources[setting.key] = setting.scope.kind === "node" ? "node" : scopeKey(setting.scope);
+    }
+    return merged;
+  };
+
+  const detail = (node: FakeNode): NodeDetail => ({ ...summary(node), facts: node.facts, settings: effective(node).settings, connectedAt: node.online ? ENROLLED_AT : null });
+
+  const transition = (node: FakeNode, action: string, reason: string | undefined): Answer => {
+    const allowed: Record<string, { from: readonly EnrollmentState[]; to: EnrollmentState }> = {
+      approve: { from: ["pending"], to: "approved" },
+      reject: { from: ["pending"], to: "rejected" },
+      revoke: { from: ["approved", "active"], to: "revoked" },
+    };
+    const rule = allowed[action];
+    if (!rule) return problem("not_found", `no route for POST /api/v1/nodes/${node.id}/${action}`);
+    if (!rule.from.includes(node.state)) return problem("conflict", `node '${node.id}' is ${node.state} and cannot be ${rule.to}`);
+    node.state = rule.to;
+    node.stateReason = reason ?? null;
+    if (rule.to === "revoked") node.online = false;
+    return { status: 200, body: { node: summary(node) } };
+  };
+
+  const route = (method: string, url: URL, body: unknown, scope: Scope, actor: string): Answer => {
+    const path = url.pathname;
+    const needs = (needed: Scope): Answer | undefined =>
+      scopeAllows(scope, needed) ? undefined : problem("forbidden", `this action needs the '${needed}' scope; the token has '${scope}'`);
+    const invalid = (error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] }): Answer => {
+      const issue = error.issues[0];
+      return problem("invalid_body", `invalid request body: ${issue?.path.map(String).join(".") ?? ""}: ${issue?.message ?? "invalid"}`);
+    };
+
+    if (path === "/api/v1/enrollment-tokens" || path.startsWith("/api/v1/enrollment-tokens/")) {
+      const denied = needs("admin");
+      if (denied) return denied;
+      if (method === "GET" && path === "/api/v1/enrollment-tokens") {
+        const all = url.searchParams.get("all") === "true";
+        return { status: 200, body: { tokens: [...enrollmentTokens.values()].filter((t) => all || t.revokedAt === null) } };
+      }
+      if (method === "POST" && path === "/api/v1/enrollment-tokens") {
+        const parsed = CreateEnrollmentTokenBody.safeParse(body);
+        if (!parsed.success) return invalid(parsed.error);
+        const parts = mintToken(org);
+        const record: EnrollmentTokenRecord = {
+          id: parts.id,
+          uses: parsed.data.uses,
+          usesLeft: parsed.data.uses,
+          autoApprove: parsed.data.autoApprove,
+          labels: parsed.data.labels,
+          createdAt: CREATED_AT,
+          createdBy: actor,
+          expiresAt: new Date(Date.parse(CREATED_AT) + parsed.data.ttlSeconds * 1000).toISOString(),
+          revokedAt: null,
+        };
+        enrollmentTokens.set(record.id, record);
+        return { status: 201, body: { token: `zet_${parts.org}_${parts.id}_${parts.secret}`, record } };
+      }
+      const id = decodeURIComponent(path.slice("/api/v1/enrollment-tokens/".length));
+      if (method === "DELETE" && id !== "") {
+        const record = enrollmentTokens.get(id);
+        if (!record) return problem("not_found", "enrollment token not found");
+        record.revokedAt ??= "2026-01-07T09:30:00.000Z";
+        return { status: 200, body: { token: record } };
+      }
+      return problem("not_found", `no route for ${method} ${path}`);
+    }
+
+    if (path === "/api/v1/nodes" && method === "GET") {
+      const stateParam = url.searchParams.get("state");
+      const states: readonly string[] = stateParam === null ? ["approved", "active"] : stateParam === "all" ? ENROLLMENT_STATES : stateParam.split(",");
+      const bad = states.find((one) => !(ENROLLMENT_STATES as readonly string[]).includes(one));
+      if (bad !== undefined) return problem("bad_request", `unknown state '${bad}'`);
+      const target = url.searchParams.get("target");
+      const label = target === null ? undefined : /^([^=]+)=([^=]*)$/.exec(target);
+      if (target !== null && !label) return problem("bad_request", `the fake only understands KEY=VALUE targets, not '${target}'`);
+      const selected = [...nodes.values()].filter((node) => states.includes(node.state) && (!label || node.labels[label[1] as string] === label[2]));
+      return { status: 200, body: { nodes: selected.map(summary) } };
+    }
+    if (path === "/api/v1/nodes/approve-pending" && method === "POST") {
+      const denied = needs("admin");
+      if (denied) return denied;
+      const approved = [...nodes.values()].filter((node) => node.state === "pending");
+      for (const node of approved) node.state = "approved";
+      return { status: 200, body: { nodes: approved.map(summary) } };
+    }
+    const nodeMatch = /^\/api\/v1\/nodes\/([^/]+)(?:\/([a-z]+))?$/.exec(path);
+    if (nodeMatch) {
+      const id = decodeURIComponent(nodeMatch[1] as string);
+      const sub = nodeMatch[2];
+      const node = nodes.get(id);
+      if (!node) return problem("not_found", `node '${id}' not found`);
+      if (method === "GET" && sub === undefined) return { status: 200, body: { node: detail(node) } };
+      if (method === "GET" && sub === "settings") return { status: 200, body: effective(node) };
+      if (method === "PATCH" && sub === "labels") {
+        const denied = needs("operate");
+        if (denied) return denied;
+        const parsed = SetLabelsBody.safeParse(body);
+        if (!parsed.success) return invalid(parsed.error);
+        for (const [key, value] of Object.entries(parsed.data.labels)) {
+          if (value === null) delete node.labels[key];
+          else node.labels[key] = value;
+        }
+        return { status: 200, body: { node: summary(node) } };
+      }
+      if (method === "POST" && sub !== undefined) {
+        const denied = needs("admin");
+        if (denied) return denied;
+        const parsed = EnrollmentAction.safeParse(body);
+        if (!parsed.success) return invalid(parsed.error);
+        return transition(node, sub, parsed.data.reason);
+      }
+      return problem("not_found", `no route for ${method} ${path}`);
+    }
+
+    if (path === "/api/v1/settings") {
+      if (method === "GET") {
+        const scopeParam = url.searchParams.get("scope");
+        return { status: 200, body: { settings: settings.filter((one) => scopeParam === null || scopeKey(one.scope) === scopeParam) } };
+      }
+      const denied = needs("admin");
+      if (denied) return denied;
+      if (method === "PUT") {
+        const parsed = PutSettingBody.safeParse(body);
+        if (!parsed.success) return invalid(parsed.error);
+        const { scope: where, key, value } = parsed.data;
+        const record: SettingRecord = { scope: where, key, value, updatedAt: SETTING_UPDATED_AT, updatedBy: actor };
+        const index = settings.findIndex((one) => one.key === key && scopeKey(one.scope) === scopeKey(where));
+        if (index >= 0) settings[index] = record;
+        else settings.push(record);
+        return { status: 200, body: { setting: record } };
+      }
+      if (method === "DELETE") {
+        const parsed = DeleteSettingBody.safeParse(body);
+        if (!parsed.success) return invalid(parsed.error);
+        const index = settings.findIndex((one) => one.key === parsed.data.key && scopeKey(one.scope) === scopeKey(parsed.data.scope));
+        if (index < 0) return problem("not_found", `setting '${parsed.data.key}' is not set at scope ${scopeKey(parsed.data.scope)}`);
+        const [deleted] = settings.splice(index, 1);
+        return { status: 200, body: { deleted } };
+      }
+    }
+    return problem("not_found", `no route for ${method} ${path}`);
+  };
+
+  return { enrollmentTokens, nodes, settings, route };
 }
 
 function fail(res: ServerResponse, code: ErrorCode, message: string): void {
