@@ -9,6 +9,7 @@ import {
   stopAll,
   waitForHealthy,
 } from "./lib/control-plane.ts";
+import { startLocalAgent } from "./lib/local-agent.ts";
 
 const HELP = `Usage: npm run dev -- [options]
 
@@ -19,7 +20,9 @@ Options:
   --api-port N     API port          (env ZECTRE_API_PORT,   default 47080)
   --proxy-port N   proxy port        (env ZECTRE_PROXY_PORT, default 47000)
   --state-dir DIR  persistent state  (env ZECTRE_STATE_DIR,  default .zectre/state)
-  --quiet          do not echo wrangler's output
+  --no-agent       do not start a local agent (by default one runs from .zectre/agent)
+  --heartbeat-seconds N   agents' heartbeat interval (default 10; 3 missed = offline)
+  --quiet          do not echo wrangler's and the agent's output
   -h, --help       this help
 `;
 
@@ -32,6 +35,12 @@ function parsePort(value: string, flag: string): number {
   return port;
 }
 
+function parsePositive(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--heartbeat-seconds must be a whole number of seconds, got '${value}'`);
+  return n;
+}
+
 function options() {
   const { values } = parseArgs({
     options: {
@@ -39,6 +48,8 @@ function options() {
       "proxy-port": { type: "string", default: process.env.ZECTRE_PROXY_PORT ?? "47000" },
       "state-dir": { type: "string", default: process.env.ZECTRE_STATE_DIR ?? ".zectre/state" },
       quiet: { type: "boolean", default: false },
+      "no-agent": { type: "boolean", default: false },
+      "heartbeat-seconds": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
@@ -49,6 +60,8 @@ function options() {
     apiPort: parsePort(values["api-port"], "--api-port"),
     proxyPort: parsePort(values["proxy-port"], "--proxy-port"),
     stateDir: values["state-dir"],
+    agent: !values["no-agent"],
+    heartbeatSeconds: values["heartbeat-seconds"] === undefined ? undefined : parsePositive(values["heartbeat-seconds"]),
   };
 }
 
@@ -93,6 +106,19 @@ async function main(): Promise<void> {
     waitForHealthy(`${proxyUrl}/healthz`, 60_000, alive),
   ]);
   const boot = await bootstrapDefaultOrg(apiUrl, paths, operatorSecret);
+  let agentNote = "not started (--no-agent)";
+  if (opts.agent && boot.token) {
+    const agent = await startLocalAgent(apiUrl, paths.agentDir, boot.token, (line) => {
+      if (!opts.quiet) process.stdout.write(`[agent] ${line}\n`);
+    });
+    children.push(agent);
+    agent.on("exit", (code) => {
+      if (!stopping) process.stderr.write(`zectre dev: the local agent exited (code ${code}); the control plane keeps running\n`);
+    });
+    agentNote = `running from ${paths.agentDir}`;
+  } else if (opts.agent) {
+    agentNote = "not started: no admin token to enroll it with";
+  }
   writeFileSync(
     paths.devInfo,
     `${JSON.stringify({ apiUrl, proxyUrl, previewDomain: "localhost", stateDir: paths.stateDir, pid: process.pid }, null, 2)}\n`,
@@ -100,23 +126,30 @@ async function main(): Promise<void> {
   setInterval(() => {
     fetch(`${apiUrl}/__scheduled?cron=${encodeURIComponent("* * * * *")}`).catch(() => undefined);
   }, RECONCILE_EVERY_MS).unref();
-  printBanner(apiUrl, proxyUrl, paths.stateDir, boot);
+  printBanner(apiUrl, proxyUrl, paths.stateDir, boot, agentNote);
 }
 
-function printBanner(apiUrl: string, proxyUrl: string, stateDir: string, boot: Awaited<ReturnType<typeof bootstrapDefaultOrg>>) {
+function printBanner(
+  apiUrl: string,
+  proxyUrl: string,
+  stateDir: string,
+  boot: Awaited<ReturnType<typeof bootstrapDefaultOrg>>,
+  agentNote: string,
+) {
   const lines = [
     "",
     "Zectre control plane is running",
     `  API    ${apiUrl}`,
     `  proxy  ${proxyUrl}  (preview URLs: http://<name>.localhost:${new URL(proxyUrl).port})`,
     `  state  ${stateDir}`,
+    `  agent  ${agentNote}`,
   ];
   if (boot.created && boot.token) {
     lines.push("", "Created org 'default'. Its admin token (shown once; also saved 0600):", `  ${boot.token}`, `  ${boot.message}`);
   } else {
     lines.push(`  org    default (${boot.message})`);
   }
-  lines.push("", "Try:  npx zectre status", "Stop: Ctrl-C", "");
+  lines.push("", "Try:  npx zectre status", "      npx zectre node list", "Stop: Ctrl-C", "");
   process.stdout.write(`${lines.join("\n")}\n`);
 }
 

@@ -16,6 +16,8 @@ export interface ControlPlaneOptions {
   proxyPort: number;
   /** Durable Object SQLite files and local R2 live here. */
   stateDir: string;
+  /** Overrides the agents' heartbeat interval (tests use 1 s to see offline nodes quickly). */
+  heartbeatSeconds?: number | undefined;
   /** Where wrangler's own output goes, besides the console. */
   onOutput?: (component: string, line: string) => void;
 }
@@ -27,6 +29,7 @@ export interface LocalPaths {
   operatorSecret: string;
   devInfo: string;
   registry: string;
+  agentDir: string;
 }
 
 /** Everything local lives beside the state dir: `.zectre/{state,admin-token,operator-secret,dev.json}`. */
@@ -40,6 +43,7 @@ export function localPaths(stateDir: string): LocalPaths {
     operatorSecret: join(home, "operator-secret"),
     devInfo: join(home, "dev.json"),
     registry: join(home, "registry"),
+    agentDir: join(home, "agent"),
   };
 }
 
@@ -109,6 +113,7 @@ export async function startWorkers(options: ControlPlaneOptions, operatorSecret:
       "--port", String(options.apiPort),
       "--var", `OPERATOR_SECRET:${operatorSecret}`,
       "--test-scheduled",
+      ...(options.heartbeatSeconds === undefined ? [] : ["--var", `HEARTBEAT_SECONDS:${options.heartbeatSeconds}`]),
       "--inspector-port", String(apiInspector),
       ...common,
     ],

@@ -20,12 +20,17 @@ export interface LocalControlPlane {
 
 const READY_LINE = "Zectre control plane is running";
 
-function launch(root: string, apiPort: number, proxyPort: number, output: string[]): Promise<ChildProcess> {
-  const child = spawn(
-    process.execPath,
-    ["scripts/dev.ts", "--api-port", String(apiPort), "--proxy-port", String(proxyPort), "--state-dir", join(root, ".zectre/state")],
-    { cwd: PROJECT_ROOT, stdio: ["ignore", "pipe", "pipe"] },
-  );
+export interface LaunchOptions {
+  /** Start the launcher's own local agent (off by default so tests control their nodes). */
+  agent?: boolean;
+  heartbeatSeconds?: number;
+}
+
+function launch(root: string, apiPort: number, proxyPort: number, output: string[], options: LaunchOptions): Promise<ChildProcess> {
+  const args = ["scripts/dev.ts", "--api-port", String(apiPort), "--proxy-port", String(proxyPort), "--state-dir", join(root, ".zectre/state")];
+  if (!options.agent) args.push("--no-agent");
+  if (options.heartbeatSeconds !== undefined) args.push("--heartbeat-seconds", String(options.heartbeatSeconds));
+  const child = spawn(process.execPath, args, { cwd: PROJECT_ROOT, stdio: ["ignore", "pipe", "pipe"] });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`control plane not ready in 90 s:\n${output.join("\n")}`)), 90_000);
     const onData = (chunk: Buffer) => {
@@ -51,11 +56,11 @@ async function terminate(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-export async function startLocalControlPlane(): Promise<LocalControlPlane> {
+export async function startLocalControlPlane(options: LaunchOptions = {}): Promise<LocalControlPlane> {
   const root = mkdtempSync(join(tmpdir(), "zectre-e2e-"));
   const [apiPort, proxyPort] = [await freePort(), await freePort()];
   const output: string[] = [];
-  let child = await launch(root, apiPort, proxyPort, output);
+  let child = await launch(root, apiPort, proxyPort, output, options);
   const home = join(root, ".zectre");
   return {
     root,
@@ -72,7 +77,7 @@ export async function startLocalControlPlane(): Promise<LocalControlPlane> {
     async restart() {
       await terminate(child);
       output.length = 0;
-      child = await launch(root, apiPort, proxyPort, output);
+      child = await launch(root, apiPort, proxyPort, output, options);
     },
   };
 }

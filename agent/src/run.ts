@@ -1,0 +1,91 @@
+import type { BackoffOptions } from "./backoff.ts";
+import { type CustomFacts, loadAgentConfig } from "./config.ts";
+import { AgentConnection, type ConnectionEnd } from "./connection.ts";
+import { EXIT_REVOKED } from "./errors.ts";
+import { collectFacts } from "./facts.ts";
+import { ed25519Signer } from "./keys.ts";
+import type { Logger } from "./log.ts";
+import { openAgentState } from "./state/agent-state.ts";
+import { dataDirPaths } from "./state/data-dir.ts";
+import { loadCredentials } from "./state/identity.ts";
+import { agentVersion } from "./version.ts";
+
+/**
+ * `zectre-agent run`: boot from the data dir alone (the control plane may be
+ * down, the host may have just rebooted), then stay connected until told to stop
+ * or until the node is rejected or revoked.
+ */
+
+export interface RunOptions {
+  readonly dataDir: string;
+  readonly logger: Logger;
+  /** `--fact` flags, on top of config.json's facts. */
+  readonly facts?: CustomFacts;
+  readonly factsIntervalMs?: number;
+  readonly backoff?: BackoffOptions;
+  readonly stableMs?: number;
+  /** Called with the reason when the node is refused for good, for the one-line error on stderr. */
+  readonly onRefused?: (end: Exclude<ConnectionEnd, { reason: "stopped" }>) => void;
+}
+
+export async function runAgent(options: RunOptions): Promise<number> {
+  const paths = dataDirPaths(options.dataDir);
+  const { identity, privateKey } = loadCredentials(paths);
+  const log = options.logger.child({ nodeId: identity.nodeId });
+  // A broken config.json is the owner's mistake; failing now says so, rather than sending facts without it.
+  loadAgentConfig(paths.config);
+
+  const state = openAgentState(paths);
+  if (state.settings.loadProblem) log.warn("ignored the settings snapshot", { problem: state.settings.loadProblem });
+  if (state.outbox.unreadable.length > 0) log.warn("skipped unreadable outbox files", { files: state.outbox.unreadable });
+  log.info("starting", {
+    version: agentVersion(),
+    url: identity.url,
+    org: identity.org,
+    dataDir: paths.dir,
+    settingsVersion: state.settings.currentSettings()?.version ?? null,
+    outbox: state.outbox.size,
+  });
+
+  let lastFacts: CustomFacts = {};
+  const connection = new AgentConnection({
+    identity,
+    signer: ed25519Signer(privateKey),
+    settings: state.settings,
+    outbox: state.outbox,
+    appliedActions: state.appliedActions,
+    logger: log,
+    facts: () => {
+      // Re-read each time so edits to config.json show up without a restart.
+      try {
+        lastFacts = loadAgentConfig(paths.config).facts;
+      } catch (error) {
+        log.warn("config.json is unreadable; keeping the custom facts it had", { error });
+      }
+      return collectFacts({ ...lastFacts, ...options.facts });
+    },
+    ...(options.factsIntervalMs !== undefined ? { factsIntervalMs: options.factsIntervalMs } : {}),
+    ...(options.backoff ? { backoff: options.backoff } : {}),
+    ...(options.stableMs !== undefined ? { stableMs: options.stableMs } : {}),
+  });
+
+  const onSignal = (signal: NodeJS.Signals) => {
+    log.info("stopping", { signal });
+    void connection.stop();
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  try {
+    const end = await connection.run();
+    if (end.reason === "stopped") {
+      log.info("stopped");
+      return 0;
+    }
+    options.onRefused?.(end);
+    return EXIT_REVOKED;
+  } finally {
+    process.off("SIGTERM", onSignal);
+    process.off("SIGINT", onSignal);
+    state.close();
+  }
+}

@@ -1,0 +1,148 @@
+import { generateKeyPairSync, type KeyObject, createPublicKey, sign } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import WebSocket, { WebSocketServer } from "ws";
+import { connectSigningInput, type Facts } from "../protocol/nodes.ts";
+import {
+  bootstrapDefaultOrg,
+  ensureOperatorSecret,
+  freePort,
+  localPaths,
+  startWorkers,
+  stopAll,
+  waitForHealthy,
+} from "../scripts/lib/control-plane.ts";
+import { mapPool, seconds } from "./lib/pool.ts";
+
+/**
+ * Connects N simulated agents (one Node process) to a local control plane and,
+ * in the same run, opens N connections to a plain `ws` echo server: the ratio
+ * between the two is the figure, since absolute numbers depend on the machine.
+ */
+
+export interface ConnectBenchResult {
+  agents: number;
+  concurrency: number;
+  enrollSeconds: number;
+  controlPlane: { allWelcomedSeconds: number; allOnlineSeconds: number; connectsPerSecond: number };
+  baseline: { allOpenSeconds: number; connectsPerSecond: number };
+  /** How many times longer the control plane took than the plain echo server. */
+  slowdown: number;
+}
+
+interface SimAgent {
+  nodeId: string;
+  key: KeyObject;
+  publicKey: string;
+}
+
+const FACTS: Facts = {
+  os: "linux", osRelease: "bench", arch: "x64", kernel: "bench", hostname: "bench", cpuCount: 2, cpuModel: "bench",
+  memoryBytes: 1, disk: [], ipAddresses: [], agentVersion: "bench", nodeVersion: process.version, custom: {},
+};
+
+function makeAgents(n: number): SimAgent[] {
+  return Array.from({ length: n }, (_, i) => {
+    const { privateKey } = generateKeyPairSync("ed25519");
+    const x = createPublicKey(privateKey).export({ format: "jwk" }).x as string;
+    return { nodeId: `sim-${String(i).padStart(5, "0")}`, key: privateKey, publicKey: x };
+  });
+}
+
+async function postJson<T>(url: string, body: unknown, token?: string): Promise<T> {
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const res = await fetch(url, { method: "POST", headers, body: JSON.stringify(body) });
+  if (!res.ok) throw new Error(`${url}: HTTP ${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+}
+
+function openUntilFirstMessage(url: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    ws.once("message", () => resolve(ws));
+    ws.once("error", reject);
+    ws.once("unexpected-response", (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+  });
+}
+
+async function connectAgent(apiUrl: string, org: string, agent: SimAgent): Promise<WebSocket> {
+  const { nonce } = await postJson<{ nonce: string }>(`${apiUrl}/api/v1/agent/challenge`, { v: 1, org, nodeId: agent.nodeId });
+  const sig = sign(null, connectSigningInput(org, agent.nodeId, nonce), agent.key).toString("base64url");
+  const query = new URLSearchParams({ org, node: agent.nodeId, nonce, sig });
+  return openUntilFirstMessage(`${apiUrl.replace(/^http/, "ws")}/api/v1/agent/connect?${query}`);
+}
+
+async function countOnline(apiUrl: string, token: string): Promise<number> {
+  const res = await fetch(`${apiUrl}/api/v1/nodes`, { headers: { authorization: `Bearer ${token}` } });
+  const body = (await res.json()) as { nodes: { online: boolean }[] };
+  return body.nodes.filter((n) => n.online).length;
+}
+
+async function baseline(n: number, concurrency: number): Promise<ConnectBenchResult["baseline"]> {
+  const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await new Promise<void>((r) => server.once("listening", () => r()));
+  // Like the control plane's welcome: the server speaks first, so "open" means one message arrived.
+  server.on("connection", (ws) => {
+    ws.send('{"type":"hello"}');
+    ws.on("message", (data) => ws.send(data));
+  });
+  const { port } = server.address() as { port: number };
+  const started = Date.now();
+  const sockets = await mapPool(Array.from({ length: n }), concurrency, () => openUntilFirstMessage(`ws://127.0.0.1:${port}`));
+  const elapsed = seconds(started, Date.now());
+  for (const ws of sockets) ws.terminate();
+  await new Promise<void>((r) => server.close(() => r()));
+  return { allOpenSeconds: elapsed, connectsPerSecond: Math.round(n / elapsed) };
+}
+
+export async function runConnectBench(n: number, concurrency: number, log: (line: string) => void): Promise<ConnectBenchResult> {
+  const root = mkdtempSync(join(tmpdir(), "zectre-bench-"));
+  const paths = localPaths(join(root, "state"));
+  const secret = ensureOperatorSecret(paths);
+  const [apiPort, proxyPort] = [await freePort(), await freePort()];
+  const children = await startWorkers({ apiPort, proxyPort, stateDir: paths.stateDir }, secret);
+  const apiUrl = `http://127.0.0.1:${apiPort}`;
+  const sockets: WebSocket[] = [];
+  try {
+    await waitForHealthy(`${apiUrl}/healthz`, 60_000, () => children.every((c) => c.exitCode === null));
+    const boot = await bootstrapDefaultOrg(apiUrl, paths, secret);
+    const admin = boot.token as string;
+    const { token } = await postJson<{ token: string }>(`${apiUrl}/api/v1/enrollment-tokens`, { uses: n, autoApprove: true }, admin);
+    const agents = makeAgents(n);
+    log(`enrolling ${n} simulated agents`);
+    const enrollStart = Date.now();
+    await mapPool(agents, 16, (a) =>
+      postJson(`${apiUrl}/api/v1/agent/enroll`, { v: 1, token, nodeId: a.nodeId, publicKey: a.publicKey, facts: FACTS }),
+    );
+    const enrollSeconds = seconds(enrollStart, Date.now());
+    log(`connecting ${n} agents, ${concurrency} at a time`);
+    const started = Date.now();
+    sockets.push(...(await mapPool(agents, concurrency, (a) => connectAgent(apiUrl, "default", a))));
+    const welcomed = Date.now();
+    while ((await countOnline(apiUrl, admin)) < n) await new Promise((r) => setTimeout(r, 100));
+    const online = Date.now();
+    for (const ws of sockets) ws.terminate();
+    sockets.length = 0;
+    log(`baseline: ${n} connections to a plain ws echo server`);
+    const base = await baseline(n, concurrency);
+    const allWelcomedSeconds = seconds(started, welcomed);
+    return {
+      agents: n,
+      concurrency,
+      enrollSeconds,
+      controlPlane: {
+        allWelcomedSeconds,
+        allOnlineSeconds: seconds(started, online),
+        connectsPerSecond: Math.round(n / allWelcomedSeconds),
+      },
+      baseline: base,
+      slowdown: Math.round((allWelcomedSeconds / base.allOpenSeconds) * 10) / 10,
+    };
+  } finally {
+    for (const ws of sockets) ws.terminate();
+    await stopAll(children);
+    rmSync(root, { recursive: true, force: true });
+  }
+}
