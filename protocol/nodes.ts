@@ -173,6 +173,31 @@ export const SettingScope = z.discriminatedUnion("kind", [
 export type SettingScope = z.infer<typeof SettingScope>;
 
 const PutSettingSchema = z.object({ scope: SettingScope, key: SettingKey, value: z.json() }).strict();
+/** The compact form of a scope in query strings, tables and storage: `org`, `label:env=prod`, `node:web-1`. */
+export function settingScopeText(scope: SettingScope): string {
+  switch (scope.kind) {
+    case "org":
+      return "org";
+    case "label":
+      return `label:${scope.key}=${scope.value}`;
+    case "node":
+      return `node:${scope.nodeId}`;
+  }
+}
+
+/** Inverse of settingScopeText; null when the text is not a valid scope. */
+export function parseSettingScopeText(text: string): SettingScope | null {
+  if (text === "org") return { kind: "org" };
+  if (text.startsWith("node:")) {
+    const nodeId = text.slice(5);
+    return NodeId.safeParse(nodeId).success ? { kind: "node", nodeId } : null;
+  }
+  const label = /^label:([^=]+)=(.*)$/.exec(text);
+  if (!label) return null;
+  const parsed = SettingScope.safeParse({ kind: "label", key: label[1], value: label[2] });
+  return parsed.success ? parsed.data : null;
+}
+
 export const PutSettingBody = PutSettingSchema as unknown as z.ZodType<PutSettingBody, z.input<typeof PutSettingSchema>>;
 export type PutSettingBody = Omit<z.infer<typeof PutSettingSchema>, "value"> & { value: JsonValue };
 

@@ -12,10 +12,4 @@ export class AgentError extends Error {
 /** Exit code for a node the control plane rejected or revoked: restarting cannot help, so systemd must not. */
 export const EXIT_REVOKED = 3;
 
-/**
- * Error lines must stay one line and carry no terminal escapes: the text can
- * come from a server the agent does not control.
- */
-export function oneLine(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]+/g, " ").trim();
-}
+export { oneLine } from "../../lib/network-errors.ts";

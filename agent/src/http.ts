@@ -1,6 +1,6 @@
 import type { z } from "zod";
 import { isErrorBody } from "../../protocol/errors.ts";
-import { oneLine } from "./errors.ts";
+import { networkReason, oneLine } from "../../lib/network-errors.ts";
 import { agentVersion } from "./version.ts";
 
 /** The agent's two HTTP calls (enroll, challenge) share this: JSON in, JSON out, typed failures. */
@@ -66,29 +66,3 @@ export async function postJson<S extends z.ZodType>(url: string, body: unknown, 
   return parsed.data;
 }
 
-const NETWORK_REASONS: Readonly<Record<string, string>> = {
-  ECONNREFUSED: "connection refused",
-  ECONNRESET: "connection reset",
-  ENOTFOUND: "host not found",
-  EAI_AGAIN: "host name lookup failed",
-  ETIMEDOUT: "connection timed out",
-  EHOSTUNREACH: "host unreachable",
-  ENETUNREACH: "network unreachable",
-  UND_ERR_SOCKET: "connection closed by the server",
-};
-
-/** fetch reports every network failure as `TypeError: fetch failed`; the useful part is in `cause`. */
-export function networkReason(error: unknown, timeoutMs: number): string {
-  if (error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError")) {
-    return `no answer within ${timeoutMs < 1000 ? `${timeoutMs}ms` : `${Math.round(timeoutMs / 1000)}s`}`;
-  }
-  const cause = error instanceof Error ? error.cause : undefined;
-  const code = codeOf(cause) ?? (cause instanceof AggregateError ? codeOf(cause.errors[0]) : undefined) ?? codeOf(error);
-  if (code !== undefined) return `${NETWORK_REASONS[code] ?? "network error"} (${code})`;
-  const message = cause instanceof Error ? cause.message : error instanceof Error ? error.message : String(error);
-  return oneLine(message);
-}
-
-function codeOf(value: unknown): string | undefined {
-  return typeof value === "object" && value !== null && "code" in value && typeof value.code === "string" ? value.code : undefined;
-}

@@ -11,7 +11,8 @@ import type {
   SetLabelsBody,
   SettingRecord,
 } from "../../protocol/nodes.ts";
-import { CliError, oneLine } from "./errors.ts";
+import { networkReason, oneLine } from "../../lib/network-errors.ts";
+import { CliError } from "./errors.ts";
 
 /** An error answer from the API, carrying the server's code and message. */
 export class ApiError extends CliError {
@@ -226,29 +227,3 @@ export function parseRetryAfter(header: string | null, now: number = Date.now())
   return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - now) / 1000));
 }
 
-const NETWORK_REASONS: Record<string, string> = {
-  ECONNREFUSED: "connection refused",
-  ECONNRESET: "connection reset",
-  ENOTFOUND: "host not found",
-  EAI_AGAIN: "host name lookup failed",
-  ETIMEDOUT: "connection timed out",
-  EHOSTUNREACH: "host unreachable",
-  ENETUNREACH: "network unreachable",
-  UND_ERR_SOCKET: "connection closed by the server",
-};
-
-/** fetch reports every network failure as `TypeError: fetch failed`; the useful part is in `cause`. */
-function networkReason(error: unknown, timeoutMs: number): string {
-  if (error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError")) {
-    return `no answer within ${timeoutMs < 1000 ? `${timeoutMs}ms` : `${Math.round(timeoutMs / 1000)}s`}`;
-  }
-  const cause = error instanceof Error ? error.cause : undefined;
-  const code = codeOf(cause) ?? (cause instanceof AggregateError ? codeOf(cause.errors[0]) : undefined);
-  if (code !== undefined) return `${NETWORK_REASONS[code] ?? "network error"} (${code})`;
-  const message = cause instanceof Error ? cause.message : error instanceof Error ? error.message : String(error);
-  return oneLine(message);
-}
-
-function codeOf(value: unknown): string | undefined {
-  return typeof value === "object" && value !== null && "code" in value && typeof value.code === "string" ? value.code : undefined;
-}

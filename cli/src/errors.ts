@@ -17,10 +17,4 @@ export class UsageError extends CliError {
   }
 }
 
-/**
- * Error lines and table cells must stay one line and must not carry terminal
- * escapes: the text can come from a server we do not control.
- */
-export function oneLine(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]+/g, " ").trim();
-}
+export { oneLine } from "../../lib/network-errors.ts";

@@ -1,5 +1,5 @@
 import type { JsonObject, JsonValue } from "../../protocol/json.ts";
-import type { Labels, SettingRecord, SettingScope } from "../../protocol/nodes.ts";
+import { type Labels, parseSettingScopeText, type SettingRecord, type SettingScope, settingScopeText } from "../../protocol/nodes.ts";
 
 interface SettingRow extends Record<string, SqlStorageValue> {
   scope: string;
@@ -9,27 +9,9 @@ interface SettingRow extends Record<string, SqlStorageValue> {
   updated_by: string;
 }
 
-export function scopeKey(scope: SettingScope): string {
-  switch (scope.kind) {
-    case "org":
-      return "org";
-    case "label":
-      return `label:${scope.key}=${scope.value}`;
-    case "node":
-      return `node:${scope.nodeId}`;
-  }
-}
-
-function parseScopeKey(key: string): SettingScope {
-  if (key === "org") return { kind: "org" };
-  if (key.startsWith("node:")) return { kind: "node", nodeId: key.slice(5) };
-  const [labelKey, ...rest] = key.slice(6).split("=");
-  return { kind: "label", key: labelKey as string, value: rest.join("=") };
-}
-
 function toRecord(row: SettingRow): SettingRecord {
   return {
-    scope: parseScopeKey(row.scope),
+    scope: parseSettingScopeText(row.scope) ?? { kind: "org" },
     key: row.key,
     value: JSON.parse(row.value) as JsonValue,
     updatedAt: new Date(row.updated_at).toISOString(),
@@ -54,7 +36,7 @@ export class SettingsStore {
     this.sql.exec(
       `INSERT INTO settings (scope, key, value, updated_at, updated_by) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, updated_by = excluded.updated_by`,
-      scopeKey(scope),
+      settingScopeText(scope),
       key,
       JSON.stringify(value),
       Date.now(),
@@ -65,20 +47,20 @@ export class SettingsStore {
 
   get(scope: SettingScope, key: string): SettingRecord | null {
     const row = this.sql
-      .exec<SettingRow>("SELECT * FROM settings WHERE scope = ? AND key = ?", scopeKey(scope), key)
+      .exec<SettingRow>("SELECT * FROM settings WHERE scope = ? AND key = ?", settingScopeText(scope), key)
       .toArray()[0];
     return row ? toRecord(row) : null;
   }
 
   delete(scope: SettingScope, key: string): void {
-    this.sql.exec("DELETE FROM settings WHERE scope = ? AND key = ?", scopeKey(scope), key);
+    this.sql.exec("DELETE FROM settings WHERE scope = ? AND key = ?", settingScopeText(scope), key);
   }
 
   list(scope: SettingScope | null): SettingRecord[] {
     const rows =
       scope === null
         ? this.sql.exec<SettingRow>("SELECT * FROM settings ORDER BY scope, key")
-        : this.sql.exec<SettingRow>("SELECT * FROM settings WHERE scope = ? ORDER BY key", scopeKey(scope));
+        : this.sql.exec<SettingRow>("SELECT * FROM settings WHERE scope = ? ORDER BY key", settingScopeText(scope));
     return rows.toArray().map(toRecord);
   }
 

@@ -56,11 +56,25 @@ async function terminate(child: ChildProcess): Promise<void> {
   await exited;
 }
 
+/** A port found free can be taken by another test before wrangler binds it; then try fresh ports once. */
+async function launchOnFreePorts(root: string, output: string[], options: LaunchOptions) {
+  for (let attempt = 1; ; attempt++) {
+    const [apiPort, proxyPort] = [await freePort(), await freePort()];
+    try {
+      return { apiPort, proxyPort, child: await launch(root, apiPort, proxyPort, output, options) };
+    } catch (error) {
+      if (attempt >= 2 || !output.some((l) => l.includes("Address already in use"))) throw error;
+      output.length = 0;
+    }
+  }
+}
+
 export async function startLocalControlPlane(options: LaunchOptions = {}): Promise<LocalControlPlane> {
   const root = mkdtempSync(join(tmpdir(), "zectre-e2e-"));
-  const [apiPort, proxyPort] = [await freePort(), await freePort()];
   const output: string[] = [];
-  let child = await launch(root, apiPort, proxyPort, output, options);
+  const launched = await launchOnFreePorts(root, output, options);
+  const { apiPort, proxyPort } = launched;
+  let child = launched.child;
   const home = join(root, ".zectre");
   return {
     root,

@@ -1,4 +1,4 @@
-import { type PutSettingBody, SettingKey, type SettingRecord, type SettingScope } from "../../../protocol/nodes.ts";
+import { type PutSettingBody, SettingKey, type SettingRecord, type SettingScope, settingScopeText } from "../../../protocol/nodes.ts";
 import { defineCommand, defineGroup, type Entry } from "../command.ts";
 import { CliError, UsageError } from "../errors.ts";
 import { parseLabel } from "../labels.ts";
@@ -31,17 +31,6 @@ function scopeOf(options: { label: string | undefined; node: string | undefined 
   return { kind: "org" };
 }
 
-/** The compact form the API's `?scope=` takes, and tables show: `org`, `label:env=prod`, `node:web-1`. */
-export function scopeText(scope: SettingScope): string {
-  switch (scope.kind) {
-    case "org":
-      return "org";
-    case "label":
-      return `label:${scope.key}=${scope.value}`;
-    case "node":
-      return `node:${scope.nodeId}`;
-  }
-}
 
 function describeScope(scope: SettingScope): string {
   switch (scope.kind) {
@@ -127,7 +116,7 @@ const get = defineCommand({
       );
       return;
     }
-    const { settings } = await client.listSettings(scopeText(scope));
+    const { settings } = await client.listSettings(settingScopeText(scope));
     const setting = settings.find((one) => one.key === key);
     if (!setting) throw new CliError(`setting '${key}' is not set for ${describeScope(scope)}`);
     ctx.out.result({ setting }, () => formatValue(setting.value));
@@ -155,7 +144,7 @@ const list = defineCommand({
       });
       return;
     }
-    const result = await client.listSettings(given ? scopeText(scope) : undefined);
+    const result = await client.listSettings(given ? settingScopeText(scope) : undefined);
     ctx.out.result(result, (c) => {
       if (result.settings.length === 0) return given ? `No settings for ${describeScope(scope)}.` : "No settings.";
       return table(["SCOPE", "KEY", "VALUE", "UPDATED"], result.settings.map(settingRow), c);
@@ -164,7 +153,7 @@ const list = defineCommand({
 });
 
 function settingRow(setting: SettingRecord): string[] {
-  return [scopeText(setting.scope), setting.key, formatCell(setting.value), formatTime(setting.updatedAt, "-")];
+  return [settingScopeText(setting.scope), setting.key, formatCell(setting.value), formatTime(setting.updatedAt, "-")];
 }
 
 const unset = defineCommand({

@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { orgStub } from "../../../durable-objects/env.ts";
-import { DeleteSettingBody, LABEL_KEY_PATTERN, NODE_ID_PATTERN, PutSettingBody, type SettingScope } from "../../../protocol/nodes.ts";
+import { DeleteSettingBody, parseSettingScopeText, PutSettingBody, type SettingScope } from "../../../protocol/nodes.ts";
 import { actorOf, authenticate, requireScope } from "../auth.ts";
 import { limitBody, readJson } from "../body.ts";
 import type { ApiContext } from "../env.ts";
@@ -9,14 +9,11 @@ import { ApiError, unwrap } from "../errors.ts";
 /** Settings values are JSON documents; 64 KiB each is plenty and keeps pushes small. */
 const SETTING_BODY_LIMIT = 64 * 1024;
 
-/** `org`, `label:KEY=VALUE` or `node:ID` in a query string. */
 function parseScopeQuery(raw: string | undefined): SettingScope | null {
   if (raw === undefined || raw === "") return null;
-  if (raw === "org") return { kind: "org" };
-  if (raw.startsWith("node:") && NODE_ID_PATTERN.test(raw.slice(5))) return { kind: "node", nodeId: raw.slice(5) };
-  const label = /^label:([^=]+)=(.*)$/.exec(raw);
-  if (label && LABEL_KEY_PATTERN.test(label[1] as string)) return { kind: "label", key: label[1] as string, value: label[2] as string };
-  throw new ApiError("bad_request", `bad scope '${raw}': use org, label:KEY=VALUE or node:ID`);
+  const scope = parseSettingScopeText(raw);
+  if (!scope) throw new ApiError("bad_request", `bad scope '${raw}': use org, label:KEY=VALUE or node:ID`);
+  return scope;
 }
 
 export const settingsRoutes = new Hono<ApiContext>()
