@@ -27,6 +27,8 @@ export interface ConnectBenchResult {
   enrollSeconds: number;
   controlPlane: { allWelcomedSeconds: number; allOnlineSeconds: number; connectsPerSecond: number };
   baseline: { allOpenSeconds: number; connectsPerSecond: number };
+  /** Sequential means (ms) that show where one connect's time goes; healthz is a constant route. */
+  sequentialMs: { healthz: number; challenge: number; upgradeToWelcome: number; samples: number };
   /** How many times longer the control plane took than the plain echo server. */
   slowdown: number;
 }
@@ -74,6 +76,33 @@ async function connectAgent(apiUrl: string, org: string, agent: SimAgent): Promi
   return openUntilFirstMessage(`${apiUrl.replace(/^http/, "ws")}/api/v1/agent/connect?${query}`);
 }
 
+const SEQUENTIAL_SAMPLES = 30;
+
+async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
+  const started = performance.now();
+  const value = await fn();
+  return [value, performance.now() - started];
+}
+
+/** One connect at a time, split into its steps, next to a request that does nothing. */
+async function sequentialBreakdown(apiUrl: string, org: string, agents: SimAgent[]): Promise<ConnectBenchResult["sequentialMs"]> {
+  const sum = { healthz: 0, challenge: 0, upgradeToWelcome: 0 };
+  for (const agent of agents) {
+    sum.healthz += (await timed(() => fetch(`${apiUrl}/healthz`).then((r) => r.text())))[1];
+    const [{ nonce }, challengeMs] = await timed(() =>
+      postJson<{ nonce: string }>(`${apiUrl}/api/v1/agent/challenge`, { v: 1, org, nodeId: agent.nodeId }),
+    );
+    sum.challenge += challengeMs;
+    const sig = sign(null, connectSigningInput(org, agent.nodeId, nonce), agent.key).toString("base64url");
+    const query = new URLSearchParams({ org, node: agent.nodeId, nonce, sig });
+    const [ws, upgradeMs] = await timed(() => openUntilFirstMessage(`${apiUrl.replace(/^http/, "ws")}/api/v1/agent/connect?${query}`));
+    sum.upgradeToWelcome += upgradeMs;
+    ws.terminate();
+  }
+  const mean = (total: number) => Math.round((total / agents.length) * 10) / 10;
+  return { healthz: mean(sum.healthz), challenge: mean(sum.challenge), upgradeToWelcome: mean(sum.upgradeToWelcome), samples: agents.length };
+}
+
 async function countOnline(apiUrl: string, token: string): Promise<number> {
   const res = await fetch(`${apiUrl}/api/v1/nodes`, { headers: { authorization: `Bearer ${token}` } });
   const body = (await res.json()) as { nodes: { online: boolean }[] };
@@ -109,18 +138,24 @@ export async function runConnectBench(n: number, concurrency: number, log: (line
     await waitForHealthy(`${apiUrl}/healthz`, 60_000, () => children.every((c) => c.exitCode === null));
     const boot = await bootstrapDefaultOrg(apiUrl, paths, secret);
     const admin = boot.token as string;
-    const { token } = await postJson<{ token: string }>(`${apiUrl}/api/v1/enrollment-tokens`, { uses: n, autoApprove: true }, admin);
-    const agents = makeAgents(n);
-    log(`enrolling ${n} simulated agents`);
+    const total = n + SEQUENTIAL_SAMPLES;
+    const { token } = await postJson<{ token: string }>(`${apiUrl}/api/v1/enrollment-tokens`, { uses: total, autoApprove: true }, admin);
+    const everyone = makeAgents(total);
+    const agents = everyone.slice(0, n);
+    const probes = everyone.slice(n);
+    log(`enrolling ${total} simulated agents`);
     const enrollStart = Date.now();
-    await mapPool(agents, 16, (a) =>
+    await mapPool(everyone, 16, (a) =>
       postJson(`${apiUrl}/api/v1/agent/enroll`, { v: 1, token, nodeId: a.nodeId, publicKey: a.publicKey, facts: FACTS }),
     );
     const enrollSeconds = seconds(enrollStart, Date.now());
+    log(`timing ${SEQUENTIAL_SAMPLES} connects one at a time`);
+    const sequentialMs = await sequentialBreakdown(apiUrl, "default", probes);
     log(`connecting ${n} agents, ${concurrency} at a time`);
     const started = Date.now();
     sockets.push(...(await mapPool(agents, concurrency, (a) => connectAgent(apiUrl, "default", a))));
     const welcomed = Date.now();
+    // The probes disconnected; only the N parallel agents count.
     while ((await countOnline(apiUrl, admin)) < n) await new Promise((r) => setTimeout(r, 100));
     const online = Date.now();
     for (const ws of sockets) ws.terminate();
@@ -138,6 +173,7 @@ export async function runConnectBench(n: number, concurrency: number, log: (line
         connectsPerSecond: Math.round(n / allWelcomedSeconds),
       },
       baseline: base,
+      sequentialMs,
       slowdown: Math.round((allWelcomedSeconds / base.allOpenSeconds) * 10) / 10,
     };
   } finally {

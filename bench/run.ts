@@ -22,6 +22,7 @@ process.stdout.write(
     `  control plane: all welcomed in ${c.controlPlane.allWelcomedSeconds} s (${c.controlPlane.connectsPerSecond}/s), all online in the directory in ${c.controlPlane.allOnlineSeconds} s`,
     `  plain ws echo: all open in ${c.baseline.allOpenSeconds} s (${c.baseline.connectsPerSecond}/s)`,
     `  ratio: the control plane takes ${c.slowdown}x the plain server's time (enrollment beforehand: ${c.enrollSeconds} s)`,
+    `  one connect at a time (mean of ${c.sequentialMs.samples}): challenge ${c.sequentialMs.challenge} ms + upgrade to welcome ${c.sequentialMs.upgradeToWelcome} ms; a constant route (/healthz) ${c.sequentialMs.healthz} ms`,
     "",
   ].join("\n"),
 );

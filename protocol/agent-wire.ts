@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { JsonObject } from "./json.ts";
+import { type JobCancel, JobCancelSchema, type JobDispatch, JobDispatchSchema, ReturnMessage } from "./jobs.ts";
 import { Facts, NodeId } from "./nodes.ts";
 
 /**
@@ -35,7 +36,7 @@ export const AckMessage = z
   .object({ type: z.literal("ack"), ...fromAgent, ids: z.array(z.string().min(1).max(128)).min(1).max(1000) })
   .strict();
 
-export const AgentMessage = z.discriminatedUnion("type", [FactsMessage, AckMessage]);
+export const AgentMessage = z.discriminatedUnion("type", [FactsMessage, AckMessage, ReturnMessage]);
 export type AgentMessage = z.infer<typeof AgentMessage>;
 
 // ---- control plane → agent ----
@@ -55,8 +56,11 @@ export interface SettingsUpdate {
   settings: JsonObject;
 }
 
+/** Every action kind, typed by hand for the RPC-facing code (see SettingsUpdate). */
+export type OutboxAction = SettingsUpdate | JobDispatch | JobCancel;
+
 /** Actions are persisted in the node's outbox and resent until the agent acks their id. */
-export const ActionBody = z.discriminatedUnion("kind", [SettingsUpdate]);
+export const ActionBody = z.discriminatedUnion("kind", [SettingsUpdate, JobDispatchSchema, JobCancelSchema]);
 export type ActionBody = z.infer<typeof ActionBody>;
 
 export const ActionMessage = z

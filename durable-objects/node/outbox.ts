@@ -1,7 +1,6 @@
-import { type SettingsUpdate, WIRE_VERSION } from "../../protocol/agent-wire.ts";
+import { type OutboxAction, WIRE_VERSION } from "../../protocol/agent-wire.ts";
 
-/** What the outbox carries; grows with the jobs and deployments issues. */
-export type OutboxAction = SettingsUpdate;
+export type { OutboxAction };
 
 interface OutboxRow extends Record<string, SqlStorageValue> {
   id: string;
