@@ -1,11 +1,13 @@
 import { DurableObject } from "cloudflare:workers";
-import { CLOSE, PING_FRAME, PONG_FRAME, type SettingsUpdate, WIRE_VERSION } from "../protocol/agent-wire.ts";
+import { type AgentMessage, CLOSE, PING_FRAME, PONG_FRAME, type SettingsUpdate, WIRE_VERSION } from "../protocol/agent-wire.ts";
+import type { JobDispatch } from "../protocol/jobs.ts";
+import { log } from "../workers/lib/log.ts";
 import { failure, type Result } from "../protocol/errors.ts";
 import type { ChallengeResponse, EnrollmentState, Facts } from "../protocol/nodes.ts";
-import { heartbeatSeconds, type ObjectsEnv, orgStub } from "./env.ts";
+import { heartbeatSeconds, jobStub, type ObjectsEnv, orgStub } from "./env.ts";
 import { NonceStore, signatureValid } from "./node/handshake.ts";
 import { parseInbound } from "./node/inbound.ts";
-import { actionFrame, Outbox } from "./node/outbox.ts";
+import { actionFrame, Outbox, type OutboxEntry } from "./node/outbox.ts";
 import { applyMigrations } from "./sql-migrations.ts";
 
 const MIGRATIONS = [
@@ -109,6 +111,26 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
     return true;
   }
 
+  /** Stores the dispatch in the outbox, then sends it if the agent is connected. */
+  dispatch(action: JobDispatch): { online: boolean; actionId: string } {
+    const entry = this.outbox.add(action);
+    const online = this.openSockets().length > 0;
+    this.sendToAgent(actionFrame(entry));
+    return { online, actionId: entry.id };
+  }
+
+  /** The job's one re-send to a silent target: the same action id, so the agent dedups. */
+  resend(actionId: string): boolean {
+    const entry = this.outbox.get(actionId);
+    if (!entry) return false;
+    this.sendToAgent(actionFrame(entry));
+    return true;
+  }
+
+  cancelJob(jid: string): void {
+    this.sendToAgent(actionFrame(this.outbox.add({ kind: "job.cancel", jid })));
+  }
+
   detail(): NodeLiveDetail {
     const presence = this.presence();
     const facts = this.sql.exec<{ body: string }>("SELECT body FROM facts").toArray()[0];
@@ -180,7 +202,10 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
         await orgStub(this.env, identity.org).nodeFactsChanged(identity.node_id, message.facts);
         return;
       case "ack":
-        this.outbox.ack(message.ids);
+        await this.tellJobsAccepted(identity.org, identity.node_id, this.outbox.ack(message.ids));
+        return;
+      case "return":
+        await this.routeReturn(ws, identity.org, identity.node_id, message);
         return;
     }
   }
@@ -249,6 +274,25 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
     );
     for (const entry of this.outbox.pending()) server.send(actionFrame(entry));
     return new Response(null, { status: 101, webSocket: client });
+  }
+
+  private async tellJobsAccepted(org: string, nodeId: string, acked: OutboxEntry[]): Promise<void> {
+    for (const entry of acked) {
+      if (entry.action.kind === "job.dispatch") await jobStub(this.env, org, entry.action.jid).acked(nodeId);
+    }
+  }
+
+  /**
+   * The node is the socket's, never the payload's. The agent's outbox entry is acked
+   * only after the job stored the return; returns for unknown jobs or non-targets are
+   * dropped (and acked, so they stop coming back).
+   */
+  private async routeReturn(ws: WebSocket, org: string, nodeId: string, message: Extract<AgentMessage, { type: "return" }>): Promise<void> {
+    const outcome = await jobStub(this.env, org, message.jid).recordReturn(nodeId, message.return);
+    if (outcome === "unknown_job" || outcome === "not_a_target") {
+      log("warn", "node", "dropped a return", { org, nodeId, jid: message.jid, outcome });
+    }
+    ws.send(JSON.stringify({ type: "ack", v: WIRE_VERSION, ids: [message.id] }));
   }
 
   private queueSettings(update: SettingsUpdate) {

@@ -16,10 +16,13 @@ import {
   type SettingScope,
 } from "../protocol/nodes.ts";
 import type { JsonValue } from "../protocol/json.ts";
+import type { JobSummary } from "../protocol/jobs.ts";
 import { sha256Hex } from "../protocol/tokens.ts";
 import { type ObjectsEnv, nodeStub } from "./env.ts";
 import { ApiTokenStore } from "./org/api-tokens.ts";
 import { AuditLog } from "./org/audit.ts";
+import { JobIndex } from "./org/job-index.ts";
+import { retentionMs } from "./job/timing.ts";
 import { EnrollmentTokenStore } from "./org/enrollment-tokens.ts";
 import { MIGRATIONS } from "./org/migrations.ts";
 import { type DirectoryEntry, NodeDirectory } from "./org/node-directory.ts";
@@ -54,6 +57,7 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
   private readonly nodes: NodeDirectory;
   private readonly settings: SettingsStore;
   private readonly audit: AuditLog;
+  private readonly jobs: JobIndex;
 
   constructor(ctx: DurableObjectState, env: ObjectsEnv) {
     super(ctx, env);
@@ -64,6 +68,7 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
     this.nodes = new NodeDirectory(this.sql);
     this.settings = new SettingsStore(this.sql);
     this.audit = new AuditLog(this.sql);
+    this.jobs = new JobIndex(this.sql);
   }
 
   // ---- org and API tokens ----
@@ -275,6 +280,21 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
     const entry = this.nodes.get(nodeId);
     if (!entry) return failure("not_found", `node '${nodeId}' not found`);
     return { ok: true, ...this.settings.mergedFor(nodeId, entry.summary.labels) };
+  }
+
+  // ---- job index (kept current by each JobObject) ----
+
+  indexJob(summary: JobSummary): void {
+    this.jobs.upsert(summary);
+    this.jobs.prune(Date.now() - retentionMs(this.env));
+  }
+
+  listJobs(limit: number): JobSummary[] {
+    return this.jobs.recent(limit);
+  }
+
+  activeJobs(): JobSummary[] {
+    return this.jobs.active();
   }
 
   // ---- called by NodeObject ----

@@ -1,3 +1,4 @@
+import type { JobObject } from "./JobObject.ts";
 import type { NodeObject } from "./NodeObject.ts";
 import type { OrgObject } from "./OrgObject.ts";
 
@@ -5,6 +6,9 @@ import type { OrgObject } from "./OrgObject.ts";
 export interface ObjectsEnv {
   ORG: DurableObjectNamespace<OrgObject>;
   NODE: DurableObjectNamespace<NodeObject>;
+  JOB: DurableObjectNamespace<JobObject>;
+  /** How long finished jobs and their returns are kept (default 7). */
+  JOB_RETENTION_DAYS?: string;
   /** Agents ping this often; 3 missed pings mark a node offline. */
   HEARTBEAT_SECONDS?: string;
 }
@@ -16,6 +20,10 @@ export function orgStub(env: ObjectsEnv, org: string): DurableObjectStub<OrgObje
 /** One object per (org, node): the same node id in two orgs is two nodes. */
 export function nodeStub(env: ObjectsEnv, org: string, nodeId: string): DurableObjectStub<NodeObject> {
   return env.NODE.get(env.NODE.idFromName(`${org}/${nodeId}`));
+}
+
+export function jobStub(env: ObjectsEnv, org: string, jid: string): DurableObjectStub<JobObject> {
+  return env.JOB.get(env.JOB.idFromName(`${org}/${jid}`));
 }
 
 export function heartbeatSeconds(env: ObjectsEnv): number {

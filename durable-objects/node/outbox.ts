@@ -44,9 +44,20 @@ export class Outbox {
       .map((row) => ({ id: row.id, action: JSON.parse(row.body) as OutboxAction, createdAt: row.created_at }));
   }
 
-  ack(ids: readonly string[]): number {
-    let removed = 0;
-    for (const id of ids) removed += this.sql.exec("DELETE FROM outbox WHERE id = ?", id).rowsWritten;
+  get(id: string): OutboxEntry | null {
+    const row = this.sql.exec<OutboxRow>("SELECT * FROM outbox WHERE id = ?", id).toArray()[0];
+    return row ? { id: row.id, action: JSON.parse(row.body) as OutboxAction, createdAt: row.created_at } : null;
+  }
+
+  /** Removes acked entries and returns them, so the caller can tell whoever waits for each. */
+  ack(ids: readonly string[]): OutboxEntry[] {
+    const removed: OutboxEntry[] = [];
+    for (const id of ids) {
+      const entry = this.get(id);
+      if (!entry) continue;
+      this.sql.exec("DELETE FROM outbox WHERE id = ?", id);
+      removed.push(entry);
+    }
     return removed;
   }
 }

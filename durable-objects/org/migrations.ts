@@ -59,4 +59,11 @@ export const MIGRATIONS = [
      updated_by TEXT NOT NULL,
      PRIMARY KEY (scope, key)
    );`,
+  `CREATE TABLE jobs (
+     jid TEXT PRIMARY KEY,
+     created_at INTEGER NOT NULL,
+     active INTEGER NOT NULL,
+     summary TEXT NOT NULL
+   );
+   CREATE INDEX jobs_active ON jobs (active, jid);`,
 ] as const;

@@ -5,6 +5,7 @@ import { ZECTRE_VERSION } from "../lib/version.ts";
 import type { ApiContext } from "./env.ts";
 import { ApiError, errorResponse } from "./errors.ts";
 import { agentRoutes } from "./routes/agent.ts";
+import { jobRoutes } from "./routes/jobs.ts";
 import { nodeRoutes } from "./routes/nodes.ts";
 import { orgRoutes } from "./routes/orgs.ts";
 import { settingsRoutes } from "./routes/settings.ts";
@@ -54,6 +55,7 @@ export function buildApiApp(): Hono<ApiContext> {
   app.route("/api/v1", agentRoutes);
   app.route("/api/v1", nodeRoutes);
   app.route("/api/v1", settingsRoutes);
+  app.route("/api/v1", jobRoutes);
   app.notFound((c) => errorResponse(c, new ApiError("not_found", `no route for ${c.req.method} ${c.req.path}`)));
   app.onError((error, c) => {
     if (error instanceof ApiError) return errorResponse(c, error);

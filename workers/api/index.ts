@@ -2,6 +2,7 @@ import { log } from "../lib/log.ts";
 import { buildApiApp } from "./app.ts";
 import type { ApiEnv } from "./env.ts";
 
+export { JobObject } from "../../durable-objects/JobObject.ts";
 export { NodeObject } from "../../durable-objects/NodeObject.ts";
 export { OrgObject } from "../../durable-objects/OrgObject.ts";
 

@@ -7,7 +7,7 @@ import {
   type NodeDetail,
   SetLabelsBody,
 } from "../../../protocol/nodes.ts";
-import { buildGrains, matchTarget, parseTarget, TargetParseError } from "../../../protocol/target.ts";
+import { matchEntries, parseTargetOrThrow } from "../targets.ts";
 import { actorOf, authenticate, requireScope } from "../auth.ts";
 import { limitBody, readJson } from "../body.ts";
 import type { ApiContext } from "../env.ts";
@@ -26,17 +26,6 @@ function parseStates(raw: string | undefined): readonly EnrollmentState[] | null
   });
 }
 
-function parseTargetOrThrow(text: string) {
-  try {
-    return parseTarget(text);
-  } catch (error) {
-    if (error instanceof TargetParseError) {
-      const { message, position } = error;
-      throw new ApiError("bad_request", `bad target expression: ${message}`, { details: { position: String(position) } });
-    }
-    throw error;
-  }
-}
 
 /** An optional JSON body: absent is fine, present must be valid. */
 async function optionalBody<T>(c: Parameters<typeof readJson>[0], schema: Parameters<typeof readJson>[1]): Promise<T | undefined> {
@@ -71,9 +60,7 @@ export const nodeRoutes = new Hono<ApiContext>()
     if (target === undefined || target === "") return c.json({ nodes: await org.listNodes(states) });
     const expr = parseTargetOrThrow(target);
     const entries = await org.nodeEntries(states);
-    const nodes = entries
-      .filter((e) => matchTarget(expr, { id: e.summary.id, grains: buildGrains(e.facts, e.summary.labels) }))
-      .map((e) => e.summary);
+    const nodes = matchEntries(expr, entries).map((e) => e.summary);
     return c.json({ nodes });
   })
   .post("/nodes/approve-pending", requireScope("admin"), async (c) => {

@@ -1,0 +1,260 @@
+import { DurableObject } from "cloudflare:workers";
+import { failure, type Result } from "../protocol/errors.ts";
+import type { JsonObject } from "../protocol/json.ts";
+import {
+  ACTIVE_STATUSES,
+  type JobEvent,
+  type JobRecord,
+  type JobReturn,
+  type JobStatus,
+  type JobSummary,
+  finalStatus,
+} from "../protocol/jobs.ts";
+import { type ObjectsEnv, nodeStub, orgStub } from "./env.ts";
+import { countsOf, EventLog, JOB_MIGRATIONS, type JobRow, type TargetRow, toRecord } from "./job/job-store.ts";
+import { RESEND_AFTER_MS, retentionMs, UNREACHABLE_AFTER_MS } from "./job/timing.ts";
+import { applyMigrations } from "./sql-migrations.ts";
+
+export interface JobSpec {
+  org: string;
+  jid: string;
+  function: string;
+  args: JsonObject;
+  target: string;
+  targets: string[];
+  timeout: number;
+  test: boolean;
+  metadata: Record<string, string>;
+  user: string;
+}
+
+export type ReturnOutcome = "stored" | "duplicate" | "not_a_target" | "unknown_job";
+
+/** Dispatch fan-out calls this many node objects at once. */
+const DISPATCH_BATCH = 50;
+const EPOCH = 1;
+
+/** One per job: the record, per-target state and returns, the event log, the deadline alarm and live watchers. */
+export class JobObject extends DurableObject<ObjectsEnv> {
+  private readonly sql: SqlStorage;
+  private readonly events: EventLog;
+  private readonly watchers = new Set<WritableStreamDefaultWriter<Uint8Array>>();
+
+  constructor(ctx: DurableObjectState, env: ObjectsEnv) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    applyMigrations(this.sql, JOB_MIGRATIONS);
+    this.events = new EventLog(this.sql);
+  }
+
+  /** Writes the whole job before anything is dispatched, then dispatches through each node's outbox. */
+  async start(spec: JobSpec): Promise<Result<{ status: JobStatus }>> {
+    if (this.job()) return failure("conflict", `job ${spec.jid} already exists`);
+    const now = Date.now();
+    this.sql.exec(
+      `INSERT INTO job (id, jid, org, function, args, target, timeout, test, metadata, status, user, created_at, updated_at)
+       VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, 'claimed', ?, ?, ?)`,
+      spec.jid, spec.org, spec.function, JSON.stringify(spec.args), spec.target, spec.timeout, spec.test ? 1 : 0,
+      JSON.stringify(spec.metadata), spec.user, now, now,
+    );
+    for (const nodeId of spec.targets) {
+      this.sql.exec("INSERT INTO targets (node_id, state, dispatched_at) VALUES (?, 'dispatched', ?)", nodeId, now);
+    }
+    this.emit("job.created", null, { function: spec.function, target: spec.target, targets: spec.targets });
+    await this.ctx.storage.setAlarm(now + Math.min(RESEND_AFTER_MS, spec.timeout * 1000));
+    await this.indexInOrg();
+    await this.dispatchAll(spec);
+    this.setStatus("running");
+    await this.indexInOrg();
+    return { ok: true, status: "running" };
+  }
+
+  get(): JobRecord | null {
+    const job = this.job();
+    return job ? toRecord(job, this.targets()) : null;
+  }
+
+  /** The agent accepted the dispatch (the node object saw its ack). */
+  acked(nodeId: string): void {
+    const row = this.target(nodeId);
+    if (!row || row.acked_at !== null) return;
+    this.sql.exec("UPDATE targets SET acked_at = ?, state = CASE WHEN state = 'dispatched' THEN 'acked' ELSE state END WHERE node_id = ?", Date.now(), nodeId);
+    this.emit("target.acked", nodeId, {});
+  }
+
+  /** First real return per node wins; a real return replaces a synthetic `unreachable` one. */
+  async recordReturn(nodeId: string, ret: Omit<JobReturn, "synthetic">): Promise<ReturnOutcome> {
+    const job = this.job();
+    if (!job) return "unknown_job";
+    const row = this.target(nodeId);
+    if (!row) return "not_a_target";
+    const existing = row.ret === null ? null : (JSON.parse(row.ret) as JobReturn);
+    if (existing && !existing.synthetic) return "duplicate";
+    const stored: JobReturn = { ...ret, synthetic: false };
+    this.sql.exec("UPDATE targets SET state = 'returned', returned_at = ?, ret = ? WHERE node_id = ?", Date.now(), JSON.stringify(stored), nodeId);
+    this.touch();
+    this.emit("target.returned", nodeId, { return: stored as unknown as JsonObject });
+    await this.finishIfAllReturned();
+    return "stored";
+  }
+
+  async cancel(actor: string): Promise<Result<{ status: JobStatus }>> {
+    const job = this.job();
+    if (!job) return failure("not_found", "job not found");
+    if (!ACTIVE_STATUSES.includes(job.status as JobStatus)) {
+      return failure("conflict", `job ${job.jid} already finished (${job.status})`);
+    }
+    this.emit("job.cancel_requested", null, { by: actor });
+    await this.finish("canceled");
+    return { ok: true, status: "canceled" };
+  }
+
+  /** Server-sent events: the log after `since`, then live events until the job finishes. */
+  override async fetch(request: Request): Promise<Response> {
+    const job = this.job();
+    if (!job) return Response.json({ error: { code: "not_found", message: "job not found" } }, { status: 404 });
+    const since = Number(new URL(request.url).searchParams.get("since") ?? "0");
+    const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+    const writer = writable.getWriter();
+    for (const event of this.events.after(Number.isFinite(since) ? since : 0)) void writer.write(sseFrame(event));
+    if (ACTIVE_STATUSES.includes(job.status as JobStatus)) this.watchers.add(writer);
+    else void writer.close();
+    return new Response(readable, { headers: { "content-type": "text/event-stream", "cache-control": "no-cache" } });
+  }
+
+  /** Re-send, unreachable grace, deadline, and finally retention: idempotent, so running twice is harmless. */
+  override async alarm(): Promise<void> {
+    const job = this.job();
+    if (!job) return;
+    const now = Date.now();
+    if (!ACTIVE_STATUSES.includes(job.status as JobStatus)) {
+      if (job.finished_at !== null && now >= job.finished_at + retentionMs(this.env)) {
+        await this.ctx.storage.deleteAll();
+        // deleteAll drops the tables too; the instance may still answer, as an empty job.
+        applyMigrations(this.sql, JOB_MIGRATIONS);
+      }
+      else if (job.finished_at !== null) await this.ctx.storage.setAlarm(job.finished_at + retentionMs(this.env));
+      return;
+    }
+    const deadline = job.created_at + job.timeout * 1000;
+    if (now >= deadline) return this.finish("deadline");
+    if (!job.resend_done && now >= job.created_at + RESEND_AFTER_MS) await this.resendToSilentTargets(job);
+    if (!job.grace_done && now >= job.created_at + UNREACHABLE_AFTER_MS) await this.markUnreachable();
+    if (!ACTIVE_STATUSES.includes((this.job() as JobRow).status as JobStatus)) return;
+    const fresh = this.job() as JobRow;
+    const next = [
+      fresh.resend_done ? Infinity : fresh.created_at + RESEND_AFTER_MS,
+      fresh.grace_done ? Infinity : fresh.created_at + UNREACHABLE_AFTER_MS,
+      deadline,
+    ];
+    await this.ctx.storage.setAlarm(Math.min(...next));
+  }
+
+  // ---- internals ----
+
+  private async dispatchAll(spec: JobSpec): Promise<void> {
+    const action = { kind: "job.dispatch" as const, jid: spec.jid, epoch: EPOCH, function: spec.function, args: spec.args, timeout: spec.timeout, test: spec.test };
+    for (let i = 0; i < spec.targets.length; i += DISPATCH_BATCH) {
+      const batch = spec.targets.slice(i, i + DISPATCH_BATCH);
+      const results = await Promise.all(batch.map((nodeId) => nodeStub(this.env, spec.org, nodeId).dispatch(action)));
+      batch.forEach((nodeId, k) => {
+        const sent = results[k] as { online: boolean; actionId: string };
+        this.sql.exec("UPDATE targets SET online_at_dispatch = ?, action_id = ? WHERE node_id = ?", sent.online ? 1 : 0, sent.actionId, nodeId);
+        this.emit("target.dispatched", nodeId, { online: sent.online });
+      });
+    }
+  }
+
+  private async resendToSilentTargets(job: JobRow): Promise<void> {
+    const silent = this.targets().filter((t) => t.state === "dispatched" && t.action_id !== null);
+    await Promise.all(
+      silent.map(async (t) => {
+        await nodeStub(this.env, job.org, t.node_id).resend(t.action_id as string);
+        this.sql.exec("UPDATE targets SET resent = 1 WHERE node_id = ?", t.node_id);
+        this.emit("target.resent", t.node_id, {});
+      }),
+    );
+    this.sql.exec("UPDATE job SET resend_done = 1");
+  }
+
+  private async markUnreachable(): Promise<void> {
+    const now = Date.now();
+    for (const t of this.targets()) {
+      if (t.ret !== null || t.online_at_dispatch === 1 || t.acked_at !== null) continue;
+      const ret: JobReturn = { success: false, retcode: null, result: null, error: "node unreachable", durationMs: 0, startedAt: null, synthetic: true };
+      this.sql.exec("UPDATE targets SET state = 'returned', returned_at = ?, ret = ? WHERE node_id = ?", now, JSON.stringify(ret), t.node_id);
+      this.emit("target.unreachable", t.node_id, { return: ret as unknown as JsonObject });
+    }
+    this.sql.exec("UPDATE job SET grace_done = 1");
+    this.touch();
+    await this.finishIfAllReturned();
+  }
+
+  private async finishIfAllReturned(): Promise<void> {
+    const job = this.job();
+    if (!job || !ACTIVE_STATUSES.includes(job.status as JobStatus)) return;
+    if (this.targets().every((t) => t.ret !== null)) await this.finish("all_returned");
+  }
+
+  /** Computed once: later returns are still stored, but the status stays. */
+  private async finish(reason: "all_returned" | "deadline" | "canceled"): Promise<void> {
+    const job = this.job() as JobRow;
+    const targets = this.targets();
+    const counts = countsOf(targets);
+    const status = finalStatus(reason, counts);
+    const now = Date.now();
+    this.sql.exec("UPDATE job SET status = ?, finished_at = ?, updated_at = ?", status, now, now);
+    const event = this.emit("job.finished", null, { status, counts: counts as unknown as JsonObject });
+    await this.ctx.storage.setAlarm(now + retentionMs(this.env));
+    for (const writer of this.watchers) void writer.close().catch(() => undefined);
+    this.watchers.clear();
+    void event;
+    await this.indexInOrg();
+    if (reason !== "all_returned") await this.cancelOnAgents(job.org, targets.filter((t) => t.ret === null).map((t) => t.node_id), job.jid);
+  }
+
+  /** Best effort: agents still working on a finished job are told to stop. */
+  private async cancelOnAgents(org: string, nodeIds: string[], jid: string): Promise<void> {
+    await Promise.all(nodeIds.map((nodeId) => nodeStub(this.env, org, nodeId).cancelJob(jid).catch(() => undefined)));
+  }
+
+  private emit(type: JobEvent["type"], nodeId: string | null, data: JsonObject): JobEvent {
+    const event = this.events.append(type, nodeId, data);
+    const frame = sseFrame(event);
+    for (const writer of this.watchers) writer.write(frame).catch(() => this.watchers.delete(writer));
+    return event;
+  }
+
+  private async indexInOrg(): Promise<void> {
+    const record = this.get();
+    if (!record) return;
+    const { args: _args, targets: _targets, metadata: _metadata, timeout: _timeout, test: _test, finishedAt: _f, ...summary } = record;
+    await orgStub(this.env, (this.job() as JobRow).org).indexJob(summary satisfies JobSummary);
+  }
+
+  private setStatus(status: JobStatus): void {
+    this.sql.exec("UPDATE job SET status = ?, updated_at = ? WHERE status IN ('claimed', 'running')", status, Date.now());
+  }
+
+  private touch(): void {
+    this.sql.exec("UPDATE job SET updated_at = ?", Date.now());
+  }
+
+  private job(): JobRow | undefined {
+    return this.sql.exec<JobRow>("SELECT * FROM job").toArray()[0];
+  }
+
+  private targets(): TargetRow[] {
+    return this.sql.exec<TargetRow>("SELECT * FROM targets ORDER BY node_id").toArray();
+  }
+
+  private target(nodeId: string): TargetRow | undefined {
+    return this.sql.exec<TargetRow>("SELECT * FROM targets WHERE node_id = ?", nodeId).toArray()[0];
+  }
+}
+
+const encoder = new TextEncoder();
+
+function sseFrame(event: JobEvent): Uint8Array {
+  return encoder.encode(`id: ${event.seq}\ndata: ${JSON.stringify(event)}\n\n`);
+}

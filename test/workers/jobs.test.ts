@@ -1,0 +1,239 @@
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { type AgentSocket, connect, enroll, enrollmentToken, makeAgent, onlineAgent } from "./agent-helpers.ts";
+import { call, createOrg } from "./helpers.ts";
+
+interface Created {
+  jid: string;
+  targets: string[];
+  status: string;
+}
+interface JobBody {
+  job: {
+    status: string;
+    counts: { targets: number; returned: number; succeeded: number; failed: number; unreachable: number };
+    targets: { nodeId: string; state: string; resent: boolean; return: { success: boolean; synthetic: boolean; result: unknown } | null }[];
+  };
+}
+
+const jobObject = (org: string, jid: string) => env.JOB.get(env.JOB.idFromName(`${org}/${jid}`));
+
+async function submit(token: string, body: Record<string, unknown>) {
+  return call<Created & { error?: { code: string; message: string } }>("POST", "/api/v1/jobs", { token, body });
+}
+
+async function getJob(token: string, jid: string) {
+  return (await call<JobBody>("GET", `/api/v1/jobs/${jid}`, { token })).body.job;
+}
+
+/** What a real agent does with a dispatch: ack it, then send a return through its outbox id. */
+async function acceptAndReturn(socket: AgentSocket, jid: string, ret: { success: boolean; result: unknown }, returnId = `r-${Math.random()}`) {
+  const dispatch = await waitForAction(socket, "job.dispatch", jid);
+  socket.send({ type: "ack", v: 1, ids: [dispatch.id] });
+  const from = socket.messages.length;
+  socket.send({
+    type: "return", v: 1, id: returnId, jid, epoch: 1,
+    return: { success: ret.success, retcode: ret.success ? 0 : 1, result: ret.result, error: ret.success ? null : "boom", durationMs: 2, startedAt: null },
+  });
+  return { dispatch, serverAck: await socket.next("ack", from) };
+}
+
+async function waitForAction(socket: AgentSocket, kind: string, jid: string, from = 0): Promise<{ id: string; action: Record<string, unknown> }> {
+  for (let i = 0; i < 200; i++) {
+    const found = socket.messages.slice(from).find((m) => m.type === "action" && (m.action as { kind: string; jid?: string }).kind === kind && (m.action as { jid?: string }).jid === jid);
+    if (found) return found as { id: string; action: Record<string, unknown> };
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`no ${kind} for ${jid}: ${JSON.stringify(socket.messages)}`);
+}
+
+/** Moves the job's clock back instead of sleeping through 5 s grace periods. */
+async function age(org: string, jid: string, ms: number) {
+  await runInDurableObject(jobObject(org, jid), (_i, state) => {
+    state.storage.sql.exec("UPDATE job SET created_at = created_at - ?", ms);
+  });
+  return runDurableObjectAlarm(jobObject(org, jid));
+}
+
+describe("jobs: dispatch and returns", () => {
+  it("completes when every target returns success, and the index follows", async () => {
+    const { name, adminToken } = await createOrg("jobs-ok");
+    const a = await onlineAgent(adminToken, name, "j-1");
+    const b = await onlineAgent(adminToken, name, "j-2");
+    const created = await submit(adminToken, { target: "j-*", function: "test.ping" });
+    expect(created.status).toBe(202);
+    expect(created.body.targets).toEqual(["j-1", "j-2"]);
+    expect(created.body.jid).toMatch(/^\d{23}$/);
+    const active = await call<{ jobs: { jid: string }[] }>("GET", "/api/v1/jobs/active", { token: adminToken });
+    expect(active.body.jobs.map((j) => j.jid)).toEqual([created.body.jid]);
+
+    const { serverAck } = await acceptAndReturn(a.socket, created.body.jid, { success: true, result: true }, "ret-a");
+    expect(serverAck).toMatchObject({ type: "ack", ids: ["ret-a"] });
+    await acceptAndReturn(b.socket, created.body.jid, { success: true, result: true });
+    const job = await getJob(adminToken, created.body.jid);
+    expect(job.status).toBe("complete");
+    expect(job.counts).toEqual({ targets: 2, returned: 2, succeeded: 2, failed: 0, unreachable: 0 });
+    expect(job.targets.map((t) => t.state)).toEqual(["returned", "returned"]);
+    const list = await call<{ jobs: { jid: string; status: string }[] }>("GET", "/api/v1/jobs", { token: adminToken });
+    expect(list.body.jobs[0]).toMatchObject({ jid: created.body.jid, status: "complete" });
+    expect((await call<{ jobs: unknown[] }>("GET", "/api/v1/jobs/active", { token: adminToken })).body.jobs).toEqual([]);
+  });
+
+  it("fails when any target fails; first real return wins; duplicates are acked but ignored", async () => {
+    const { name, adminToken } = await createOrg("jobs-fail");
+    const a = await onlineAgent(adminToken, name, "f-1");
+    const created = await submit(adminToken, { targets: ["f-1"], function: "cmd.run", args: { cmd: "false" } });
+    await acceptAndReturn(a.socket, created.body.jid, { success: false, result: { retcode: 1 } }, "first");
+    const from = a.socket.messages.length;
+    a.socket.send({ type: "return", v: 1, id: "second", jid: created.body.jid, epoch: 1, return: { success: true, retcode: 0, result: "late", error: null, durationMs: 1, startedAt: null } });
+    expect(await a.socket.next("ack", from)).toMatchObject({ ids: ["second"] });
+    const job = await getJob(adminToken, created.body.jid);
+    expect(job.status).toBe("failed");
+    expect(job.targets[0]?.return).toMatchObject({ success: false, result: { retcode: 1 } });
+  });
+
+  it("takes a return's node from the socket: foreign returns are dropped", async () => {
+    const { name, adminToken } = await createOrg("jobs-ident");
+    const a = await onlineAgent(adminToken, name, "i-1");
+    const outsider = await onlineAgent(adminToken, name, "i-2");
+    const created = await submit(adminToken, { targets: ["i-1"], function: "test.ping" });
+    const base = { type: "return", v: 1, jid: created.body.jid, epoch: 1, return: { success: true, retcode: 0, result: "spoof", error: null, durationMs: 1, startedAt: null } };
+    let from = outsider.socket.messages.length;
+    outsider.socket.send({ ...base, id: "o1" });
+    expect(await outsider.socket.next("ack", from)).toMatchObject({ ids: ["o1"] });
+    from = outsider.socket.messages.length;
+    outsider.socket.send({ ...base, id: "o2", nodeId: "i-1" });
+    expect(await outsider.socket.next("error", from)).toMatchObject({ code: "identity_mismatch" });
+    const job = await getJob(adminToken, created.body.jid);
+    expect(job.status).toBe("running");
+    expect(job.targets[0]?.return).toBeNull();
+    a.socket.ws.close(1000);
+  });
+});
+
+describe("jobs: timing rules", () => {
+  it("re-sends once to a silent target after 5 s", async () => {
+    const { name, adminToken } = await createOrg("jobs-resend");
+    const a = await onlineAgent(adminToken, name, "s-1");
+    const created = await submit(adminToken, { targets: ["s-1"], function: "test.ping" });
+    const first = await waitForAction(a.socket, "job.dispatch", created.body.jid);
+    const from = a.socket.messages.length;
+    expect(await age(name, created.body.jid, 5_500)).toBe(true);
+    const again = await waitForAction(a.socket, "job.dispatch", created.body.jid, from);
+    expect(again.id).toBe(first.id);
+    expect((await getJob(adminToken, created.body.jid)).targets[0]?.resent).toBe(true);
+  });
+
+  it("gives offline targets a synthetic unreachable return; a later real one replaces it", async () => {
+    const { name, adminToken } = await createOrg("jobs-unreach");
+    const online = await onlineAgent(adminToken, name, "u-1");
+    const sleeper = await makeAgent("u-2");
+    await enroll(sleeper, await enrollmentToken(adminToken, { autoApprove: true }));
+    const created = await submit(adminToken, { target: "u-*", function: "test.ping" });
+    expect(created.body.targets).toEqual(["u-1", "u-2"]);
+    await acceptAndReturn(online.socket, created.body.jid, { success: true, result: true });
+    await age(name, created.body.jid, 10_500);
+    let job = await getJob(adminToken, created.body.jid);
+    expect(job.status).toBe("failed");
+    expect(job.counts.unreachable).toBe(1);
+    expect(job.targets[1]?.return).toMatchObject({ synthetic: true, success: false });
+
+    // The node comes online: its outbox delivers the dispatch, and the real return replaces the synthetic one.
+    const late = await connect(name, sleeper);
+    await acceptAndReturn(late, created.body.jid, { success: true, result: true });
+    job = await getJob(adminToken, created.body.jid);
+    expect(job.targets[1]?.return).toMatchObject({ synthetic: false, success: true });
+    expect(job.status).toBe("failed");
+    late.ws.close(1000);
+  });
+
+  it("ends as partial at the deadline with some returns, timeout with none, and tells agents to stop", async () => {
+    const { name, adminToken } = await createOrg("jobs-deadline");
+    const a = await onlineAgent(adminToken, name, "d-1");
+    const b = await onlineAgent(adminToken, name, "d-2");
+    const partial = await submit(adminToken, { target: "d-*", function: "test.sleep", args: { seconds: 60 }, timeout: 30 });
+    await acceptAndReturn(a.socket, partial.body.jid, { success: true, result: true });
+    const bFrom = b.socket.messages.length;
+    await age(name, partial.body.jid, 31_000);
+    expect((await getJob(adminToken, partial.body.jid)).status).toBe("partial");
+    await waitForAction(b.socket, "job.cancel", partial.body.jid, bFrom);
+
+    const none = await submit(adminToken, { target: "d-*", function: "test.sleep", timeout: 30 });
+    await age(name, none.body.jid, 31_000);
+    expect((await getJob(adminToken, none.body.jid)).status).toBe("timeout");
+  });
+
+  it("cancels: status canceled at once, agents told, a second cancel is 409", async () => {
+    const { name, adminToken } = await createOrg("jobs-cancel");
+    const a = await onlineAgent(adminToken, name, "c-1");
+    const created = await submit(adminToken, { targets: ["c-1"], function: "test.sleep", args: { seconds: 60 } });
+    const res = await call("POST", `/api/v1/jobs/${created.body.jid}/cancel`, { token: adminToken });
+    expect(res.status).toBe(202);
+    expect(res.body).toMatchObject({ status: "canceled" });
+    await waitForAction(a.socket, "job.cancel", created.body.jid);
+    expect((await call("POST", `/api/v1/jobs/${created.body.jid}/cancel`, { token: adminToken })).status).toBe(409);
+  });
+
+  it("deletes a finished job after the retention period", async () => {
+    const { name, adminToken } = await createOrg("jobs-retain");
+    const a = await onlineAgent(adminToken, name, "t-1");
+    const created = await submit(adminToken, { targets: ["t-1"], function: "test.ping" });
+    await acceptAndReturn(a.socket, created.body.jid, { success: true, result: true });
+    await runInDurableObject(jobObject(name, created.body.jid), (_i, state) => {
+      state.storage.sql.exec("UPDATE job SET finished_at = finished_at - ?", 8 * 86_400_000);
+    });
+    await runDurableObjectAlarm(jobObject(name, created.body.jid));
+    expect((await call("GET", `/api/v1/jobs/${created.body.jid}`, { token: adminToken })).status).toBe(404);
+  });
+});
+
+describe("jobs: API errors, tenancy and the live stream", () => {
+  it("answers bad requests as Zester does", async () => {
+    const { name, adminToken } = await createOrg("jobs-err");
+    await onlineAgent(adminToken, name, "e-1");
+    const nomatch = await submit(adminToken, { target: "zzz*", function: "test.ping" });
+    expect(nomatch.status).toBe(400);
+    expect(nomatch.body.error?.message).toBe("no nodes matched target");
+    const bad = await submit(adminToken, { target: "web* and", function: "test.ping" });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error?.message).toContain("bad target expression");
+    const both = await submit(adminToken, { target: "*", targets: ["e-1"], function: "test.ping" });
+    expect(both.status).toBe(400);
+    const badFn = await submit(adminToken, { target: "*", function: "Ping" });
+    expect(badFn.status).toBe(400);
+    expect((await call("GET", "/api/v1/jobs/20260101000000000000000", { token: adminToken })).status).toBe(404);
+    expect((await call("GET", "/api/v1/jobs/not-a-jid", { token: adminToken })).status).toBe(404);
+    const reader = await call<{ token: string }>("POST", "/api/v1/tokens", { token: adminToken, body: { name: "r", scope: "read" } });
+    expect((await submit(reader.body.token, { target: "*", function: "test.ping" })).status).toBe(403);
+  });
+
+  it("hides another org's jobs", async () => {
+    const a = await createOrg("jobs-ten-a");
+    const b = await createOrg("jobs-ten-b");
+    await onlineAgent(a.adminToken, a.name, "x-1");
+    const created = await submit(a.adminToken, { targets: ["x-1"], function: "test.ping" });
+    expect((await call("GET", `/api/v1/jobs/${created.body.jid}`, { token: b.adminToken })).status).toBe(404);
+    expect((await call("POST", `/api/v1/jobs/${created.body.jid}/cancel`, { token: b.adminToken })).status).toBe(404);
+    expect((await call<{ jobs: unknown[] }>("GET", "/api/v1/jobs", { token: b.adminToken })).body.jobs).toEqual([]);
+  });
+
+  it("streams the event log, then live events, and ends after job.finished", async () => {
+    const { name, adminToken } = await createOrg("jobs-sse");
+    const a = await onlineAgent(adminToken, name, "v-1");
+    const created = await submit(adminToken, { targets: ["v-1"], function: "test.ping" });
+    const { exports } = await import("cloudflare:workers");
+    const res = await exports.default.fetch(
+      new Request(`http://api.test/api/v1/jobs/${created.body.jid}/events`, { headers: { authorization: `Bearer ${adminToken}` } }),
+    );
+    expect(res.headers.get("content-type")).toBe("text/event-stream");
+    await acceptAndReturn(a.socket, created.body.jid, { success: true, result: true });
+    const text = await res.text();
+    const types = text.split("\n").filter((l) => l.startsWith("data: ")).map((l) => (JSON.parse(l.slice(6)) as { type: string }).type);
+    expect(types).toEqual(["job.created", "target.dispatched", "target.acked", "target.returned", "job.finished"]);
+    const replay = await exports.default.fetch(
+      new Request(`http://api.test/api/v1/jobs/${created.body.jid}/events?since=3`, { headers: { authorization: `Bearer ${adminToken}` } }),
+    );
+    expect((await replay.text()).match(/^data: /gm)).toHaveLength(2);
+  });
+});
