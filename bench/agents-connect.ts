@@ -1,9 +1,9 @@
-import { generateKeyPairSync, type KeyObject, createPublicKey, sign } from "node:crypto";
+import { sign } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import WebSocket, { WebSocketServer } from "ws";
-import { connectSigningInput, type Facts } from "../protocol/nodes.ts";
+import { connectSigningInput } from "../protocol/nodes.ts";
 import {
   bootstrapDefaultOrg,
   ensureOperatorSecret,
@@ -14,6 +14,7 @@ import {
   waitForHealthy,
 } from "../scripts/lib/control-plane.ts";
 import { mapPool, seconds } from "./lib/pool.ts";
+import { challengeAndConnect, enrollAll, makeAgents, openUntilFirstMessage, postJson, type SimAgent } from "./lib/sim-agents.ts";
 
 /**
  * Connects N simulated agents (one Node process) to a local control plane and,
@@ -33,48 +34,11 @@ export interface ConnectBenchResult {
   slowdown: number;
 }
 
-interface SimAgent {
-  nodeId: string;
-  key: KeyObject;
-  publicKey: string;
-}
 
-const FACTS: Facts = {
-  os: "linux", osRelease: "bench", arch: "x64", kernel: "bench", hostname: "bench", cpuCount: 2, cpuModel: "bench",
-  memoryBytes: 1, disk: [], ipAddresses: [], agentVersion: "bench", nodeVersion: process.version, custom: {},
-};
 
-function makeAgents(n: number): SimAgent[] {
-  return Array.from({ length: n }, (_, i) => {
-    const { privateKey } = generateKeyPairSync("ed25519");
-    const x = createPublicKey(privateKey).export({ format: "jwk" }).x as string;
-    return { nodeId: `sim-${String(i).padStart(5, "0")}`, key: privateKey, publicKey: x };
-  });
-}
 
-async function postJson<T>(url: string, body: unknown, token?: string): Promise<T> {
-  const headers: Record<string, string> = { "content-type": "application/json" };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const res = await fetch(url, { method: "POST", headers, body: JSON.stringify(body) });
-  if (!res.ok) throw new Error(`${url}: HTTP ${res.status} ${await res.text()}`);
-  return (await res.json()) as T;
-}
 
-function openUntilFirstMessage(url: string): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url);
-    ws.once("message", () => resolve(ws));
-    ws.once("error", reject);
-    ws.once("unexpected-response", (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
-  });
-}
 
-async function connectAgent(apiUrl: string, org: string, agent: SimAgent): Promise<WebSocket> {
-  const { nonce } = await postJson<{ nonce: string }>(`${apiUrl}/api/v1/agent/challenge`, { v: 1, org, nodeId: agent.nodeId });
-  const sig = sign(null, connectSigningInput(org, agent.nodeId, nonce), agent.key).toString("base64url");
-  const query = new URLSearchParams({ org, node: agent.nodeId, nonce, sig });
-  return openUntilFirstMessage(`${apiUrl.replace(/^http/, "ws")}/api/v1/agent/connect?${query}`);
-}
 
 const SEQUENTIAL_SAMPLES = 30;
 
@@ -139,21 +103,18 @@ export async function runConnectBench(n: number, concurrency: number, log: (line
     const boot = await bootstrapDefaultOrg(apiUrl, paths, secret);
     const admin = boot.token as string;
     const total = n + SEQUENTIAL_SAMPLES;
-    const { token } = await postJson<{ token: string }>(`${apiUrl}/api/v1/enrollment-tokens`, { uses: total, autoApprove: true }, admin);
     const everyone = makeAgents(total);
     const agents = everyone.slice(0, n);
     const probes = everyone.slice(n);
     log(`enrolling ${total} simulated agents`);
     const enrollStart = Date.now();
-    await mapPool(everyone, 16, (a) =>
-      postJson(`${apiUrl}/api/v1/agent/enroll`, { v: 1, token, nodeId: a.nodeId, publicKey: a.publicKey, facts: FACTS }),
-    );
+    await enrollAll(apiUrl, admin, everyone);
     const enrollSeconds = seconds(enrollStart, Date.now());
     log(`timing ${SEQUENTIAL_SAMPLES} connects one at a time`);
     const sequentialMs = await sequentialBreakdown(apiUrl, "default", probes);
     log(`connecting ${n} agents, ${concurrency} at a time`);
     const started = Date.now();
-    sockets.push(...(await mapPool(agents, concurrency, (a) => connectAgent(apiUrl, "default", a))));
+    sockets.push(...(await mapPool(agents, concurrency, (a) => challengeAndConnect(apiUrl, "default", a))));
     const welcomed = Date.now();
     // The probes disconnected; only the N parallel agents count.
     while ((await countOnline(apiUrl, admin)) < n) await new Promise((r) => setTimeout(r, 100));

@@ -2,6 +2,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runConnectBench } from "./agents-connect.ts";
+import { runPingBench } from "./jobs-ping.ts";
 
 /** `npm run bench`: every benchmark, each next to a baseline measured in the same run. */
 
@@ -9,20 +10,32 @@ const agents = Number(process.env.BENCH_AGENTS ?? "1000");
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? "50");
 const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
 
-const connect = await runConnectBench(agents, concurrency, log);
-const results = { date: new Date().toISOString(), node: process.version, connect };
+const only = process.env.BENCH_ONLY;
+const connect = only === undefined || only === "connect" ? await runConnectBench(agents, concurrency, log) : null;
+const ping = only === undefined || only === "jobs" ? await runPingBench(log) : null;
+const results = { date: new Date().toISOString(), node: process.version, connect, ping };
 const dir = join(import.meta.dirname, "results");
 mkdirSync(dir, { recursive: true });
 writeFileSync(join(dir, "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
 
-const c = connect;
-process.stdout.write(
-  [
+const lines: string[] = [];
+if (connect) {
+  const c = connect;
+  lines.push(
     `agents connect (${c.agents} agents, ${c.concurrency} in flight)`,
     `  control plane: all welcomed in ${c.controlPlane.allWelcomedSeconds} s (${c.controlPlane.connectsPerSecond}/s), all online in the directory in ${c.controlPlane.allOnlineSeconds} s`,
     `  plain ws echo: all open in ${c.baseline.allOpenSeconds} s (${c.baseline.connectsPerSecond}/s)`,
     `  ratio: the control plane takes ${c.slowdown}x the plain server's time (enrollment beforehand: ${c.enrollSeconds} s)`,
     `  one connect at a time (mean of ${c.sequentialMs.samples}): challenge ${c.sequentialMs.challenge} ms + upgrade to welcome ${c.sequentialMs.upgradeToWelcome} ms; a constant route (/healthz) ${c.sequentialMs.healthz} ms`,
-    "",
-  ].join("\n"),
-);
+  );
+}
+if (ping) {
+  lines.push("test.ping fan-out (submit to last return; per-target p50/p99)");
+  for (const run of ping.runs) {
+    const cp = run.controlPlane;
+    lines.push(`  ${cp.agents} agents: control plane ${cp.submitToLastReturnMs} ms (p50 ${cp.p50Ms}, p99 ${cp.p99Ms}; ${cp.returnsPerSecond} returns/s into one JobObject)`);
+    if (run.nats) lines.push(`             NATS request-reply ${run.nats.lastReplyMs} ms (p50 ${run.nats.p50Ms}, p99 ${run.nats.p99Ms}); ratio ${run.ratioLastReturn}x`);
+  }
+  if (ping.natsNote) lines.push(`  ${ping.natsNote}`);
+}
+process.stdout.write(`${lines.join("\n")}\n`);

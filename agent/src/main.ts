@@ -8,6 +8,7 @@ import { enroll, enrollSummary } from "./enroll.ts";
 import { AgentError, oneLine } from "./errors.ts";
 import { collectFacts } from "./facts.ts";
 import { AGENT_SCRIPT, DEFAULT_UNIT_PATH, renderUnit, writeUnit } from "./install.ts";
+import { DEFAULT_QUEUE_CAPACITY } from "./jobs/queue.ts";
 import { Logger } from "./log.ts";
 import { runAgent } from "./run.ts";
 import { type DataDirContext, dataDirPaths, defaultDataDir } from "./state/data-dir.ts";
@@ -74,7 +75,7 @@ const COMMANDS: readonly CommandDef[] = [
   {
     name: "run",
     summary: "Connect to the control plane and keep this node online",
-    usage: "zectre-agent run [--data-dir DIR] [--fact KEY=VALUE]... [--facts-interval SECONDS]",
+    usage: "zectre-agent run [--data-dir DIR] [--fact KEY=VALUE]... [--facts-interval SECONDS] [--job-queue N]",
     description: [
       "Starts from the data dir even when the control plane is unreachable and keeps retrying, with",
       "exponential backoff and full jitter. Logs are JSON lines on stdout. Exits 0 on SIGTERM or SIGINT,",
@@ -86,6 +87,11 @@ const COMMANDS: readonly CommandDef[] = [
       "data-dir": DATA_DIR,
       fact: FACT,
       "facts-interval": { type: "string", valueName: "SECONDS", description: `How often facts are re-collected (default ${DEFAULT_FACTS_INTERVAL_MS / 1000})` },
+      "job-queue": {
+        type: "string",
+        valueName: "N",
+        description: `How many mutating jobs (cmd.run, file.write) may wait for the running one; more fail with 'agent busy' (default ${DEFAULT_QUEUE_CAPACITY})`,
+      },
     },
     run: runRun,
   },
@@ -223,8 +229,14 @@ async function runRun(values: Values, io: AgentIo): Promise<number> {
   if (factsSeconds !== undefined && !(Number.isFinite(factsSeconds) && factsSeconds > 0)) {
     throw new AgentError(`invalid --facts-interval '${interval}': expected a positive number of seconds`);
   }
+  const queue = text(values, "job-queue");
+  const jobQueueCapacity = queue === undefined ? undefined : Number(queue);
+  if (jobQueueCapacity !== undefined && !(Number.isInteger(jobQueueCapacity) && jobQueueCapacity >= 0 && queue?.trim() !== "")) {
+    throw new AgentError(`invalid --job-queue '${queue}': expected a whole number of jobs (0 or more)`);
+  }
   return runAgent({
     dataDir: dataDirOf(values, io),
+    ...(jobQueueCapacity !== undefined ? { jobQueueCapacity } : {}),
     logger: new Logger({ sink: (line) => io.stdout.write(line) }),
     facts: factFlags(values),
     ...(factsSeconds !== undefined ? { factsIntervalMs: factsSeconds * 1000 } : {}),

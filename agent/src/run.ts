@@ -3,6 +3,7 @@ import { type CustomFacts, loadAgentConfig } from "./config.ts";
 import { AgentConnection, type ConnectionEnd } from "./connection.ts";
 import { EXIT_REVOKED } from "./errors.ts";
 import { collectFacts } from "./facts.ts";
+import { JobRunner } from "./jobs/runner.ts";
 import { ed25519Signer } from "./keys.ts";
 import type { Logger } from "./log.ts";
 import { openAgentState } from "./state/agent-state.ts";
@@ -24,6 +25,8 @@ export interface RunOptions {
   readonly factsIntervalMs?: number;
   readonly backoff?: BackoffOptions;
   readonly stableMs?: number;
+  /** How many mutating jobs may wait for the one running (default 16). */
+  readonly jobQueueCapacity?: number;
   /** Called with the reason when the node is refused for good, for the one-line error on stderr. */
   readonly onRefused?: (end: Exclude<ConnectionEnd, { reason: "stopped" }>) => void;
 }
@@ -48,6 +51,15 @@ export async function runAgent(options: RunOptions): Promise<number> {
   });
 
   let lastFacts: CustomFacts = {};
+  const facts = () => {
+    // Re-read each time so edits to config.json show up without a restart.
+    try {
+      lastFacts = loadAgentConfig(paths.config).facts;
+    } catch (error) {
+      log.warn("config.json is unreadable; keeping the custom facts it had", { error });
+    }
+    return collectFacts({ ...lastFacts, ...options.facts });
+  };
   const connection = new AgentConnection({
     identity,
     signer: ed25519Signer(privateKey),
@@ -55,23 +67,27 @@ export async function runAgent(options: RunOptions): Promise<number> {
     outbox: state.outbox,
     appliedActions: state.appliedActions,
     logger: log,
-    facts: () => {
-      // Re-read each time so edits to config.json show up without a restart.
-      try {
-        lastFacts = loadAgentConfig(paths.config).facts;
-      } catch (error) {
-        log.warn("config.json is unreadable; keeping the custom facts it had", { error });
-      }
-      return collectFacts({ ...lastFacts, ...options.facts });
-    },
+    facts,
     ...(options.factsIntervalMs !== undefined ? { factsIntervalMs: options.factsIntervalMs } : {}),
     ...(options.backoff ? { backoff: options.backoff } : {}),
     ...(options.stableMs !== undefined ? { stableMs: options.stableMs } : {}),
   });
+  // Returns go through the outbox: stored first, sent when connected, resent until acked, also across restarts.
+  const jobs = new JobRunner({
+    ledger: state.ledger,
+    enqueue: (message) => connection.enqueue(message),
+    logger: log,
+    facts,
+    settings: () => state.settings.currentSettings(),
+    ...(options.jobQueueCapacity !== undefined ? { queueCapacity: options.jobQueueCapacity } : {}),
+  });
+  jobs.attach(connection);
 
+  let stopping: Promise<void> | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
     log.info("stopping", { signal });
-    void connection.stop();
+    // Jobs first, while still connected: their returns ("agent stopped") can still reach the server now.
+    stopping ??= jobs.stop().then(() => connection.stop());
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
@@ -86,6 +102,8 @@ export async function runAgent(options: RunOptions): Promise<number> {
   } finally {
     process.off("SIGTERM", onSignal);
     process.off("SIGINT", onSignal);
+    // Also after a refusal: whatever still runs is stopped and its return stored for a later run to send.
+    await jobs.stop();
     state.close();
   }
 }

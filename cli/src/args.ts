@@ -27,6 +27,10 @@ export type ParsedLine =
  */
 export function parseCommandLine(argv: readonly string[], registry: Registry): ParsedLine {
   const { node, pathIndices } = locate(argv, registry);
+  if (node === registry.root) {
+    const expanded = expandShorthand(argv, registry);
+    if (expanded) return parseCommandLine(expanded, registry);
+  }
   const rest = argv.filter((_, index) => !pathIndices.has(index));
   const specs: OptionSpecs = { ...registry.globalOptions, ...node.command?.options };
   const { values, positionals } = tokenize(rest, specs, node.path);
@@ -78,6 +82,34 @@ export function parseCommandLine(argv: readonly string[], registry: Registry): P
   const extra = positionals[next];
   if (extra !== undefined) throw new UsageError(`unexpected argument '${extra}'`, node.path);
   return { kind: "run", command, globals, options, args };
+}
+
+/**
+ * `zectre '*' test.ping` is `zectre run '*' test.ping`: when no command word leads
+ * the line and the shorthand command accepts its positional words, the command's
+ * words are put in front. Anything else stays an unknown command.
+ */
+function expandShorthand(argv: readonly string[], registry: Registry): readonly string[] | undefined {
+  const command = registry.shorthand;
+  if (!command) return undefined;
+  // Lenient: a bad flag is reported later, against the command the line turned out to be.
+  const specs: OptionSpecs = { ...registry.globalOptions, ...command.options };
+  const positionals: string[] = [];
+  for (let index = 0; index < argv.length; index++) {
+    const word = argv[index] as string;
+    if (word === "--") {
+      positionals.push(...argv.slice(index + 1));
+      break;
+    }
+    if (!isFlag(word)) {
+      positionals.push(word);
+      continue;
+    }
+    if (!word.includes("=") && lookupFlag(word, specs)?.[1].type === "string") index++;
+  }
+  const first = positionals[0];
+  if (first === undefined || registry.root.children.has(first) || !command.shorthand?.(positionals)) return undefined;
+  return [...command.path, ...argv];
 }
 
 function locate(argv: readonly string[], registry: Registry): { node: CommandNode; pathIndices: Set<number> } {

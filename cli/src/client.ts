@@ -1,5 +1,7 @@
 import type { CreatedToken, CreateTokenBody, Health, Identity, OrgInfo, TokenRecord } from "../../protocol/api.ts";
 import { isErrorBody } from "../../protocol/errors.ts";
+import type { CreateJobResponse, JobRecord, JobStatus, JobSummary } from "../../protocol/jobs.ts";
+import type { JsonObject } from "../../protocol/json.ts";
 import type {
   CreateEnrollmentTokenBody,
   DeleteSettingBody,
@@ -41,6 +43,11 @@ export class ApiError extends CliError {
     if (this.status >= 500) line += ` [request id ${this.requestId}]`;
     return line;
   }
+}
+
+/** The server could not be reached, or did not answer in time: worth trying again later. */
+export class UnreachableError extends CliError {
+  override readonly name: string = "UnreachableError";
 }
 
 export interface ClientOptions {
@@ -154,6 +161,76 @@ export class ApiClient {
     return this.request("DELETE", "/api/v1/settings", { body });
   }
 
+  // ---- jobs ----
+
+  /** The body holds only what the user chose (`target` or `targets`, function, args); the server fills in the defaults. */
+  createJob(body: CreateJobRequest): Promise<CreateJobResponse> {
+    return this.request("POST", "/api/v1/jobs", { body });
+  }
+
+  /** Newest first; without a limit the server picks how many. */
+  listJobs(limit?: number): Promise<{ jobs: JobSummary[] }> {
+    return this.request("GET", limit === undefined ? "/api/v1/jobs" : `/api/v1/jobs?${new URLSearchParams({ limit: String(limit) })}`);
+  }
+
+  activeJobs(): Promise<{ jobs: JobSummary[] }> {
+    return this.request("GET", "/api/v1/jobs/active");
+  }
+
+  getJob(jid: string): Promise<{ job: JobRecord }> {
+    return this.request("GET", jobPath(jid));
+  }
+
+  cancelJob(jid: string): Promise<{ jid: string; status: JobStatus }> {
+    return this.request("POST", `${jobPath(jid)}/cancel`, { body: {} });
+  }
+
+  /**
+   * Opens a job's event stream (Server-Sent Events): the log after `since`, then live
+   * events until the server closes it after `job.finished`. Only connecting is timed;
+   * the stream itself lasts as long as the job. `signal` ends it early.
+   */
+  jobEvents(jid: string, since: number | undefined, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>> {
+    const query = since === undefined ? "" : `?${new URLSearchParams({ since: String(since) })}`;
+    return this.openStream(`${jobPath(jid)}/events${query}`, signal);
+  }
+
+  /** A GET whose successful answer is a `text/event-stream`; errors are read and thrown as for `request`. */
+  async openStream(path: string, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>> {
+    const requestId = crypto.randomUUID();
+    const headers: Record<string, string> = { accept: "text/event-stream", "user-agent": this.#userAgent, "x-request-id": requestId };
+    if (this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;
+    const connect = new AbortController();
+    const timer = setTimeout(() => connect.abort(new DOMException("connect timeout", "TimeoutError")), this.#timeoutMs);
+    const combined = signal === undefined ? connect.signal : AbortSignal.any([connect.signal, signal]);
+    const target = `${this.url}${path}`;
+
+    let response: Response;
+    try {
+      response = await this.#fetch(target, { method: "GET", headers, signal: combined });
+    } catch (error) {
+      if (signal?.aborted) throw error;
+      throw new UnreachableError(`could not reach ${this.url}: ${networkReason(connect.signal.aborted ? connect.signal.reason : error, this.#timeoutMs)}`);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!response.ok) {
+      let text = "";
+      try {
+        text = await response.text();
+      } catch {
+        // The status alone still says what went wrong.
+      }
+      throw apiError("GET", path, response, parseJson(text), requestId);
+    }
+    const type = response.headers.get("content-type") ?? "";
+    if (!type.toLowerCase().startsWith("text/event-stream") || response.body === null) {
+      await response.body?.cancel().catch(() => undefined);
+      throw new CliError(`GET ${target} answered HTTP ${response.status} with '${type || "no content type"}' instead of an event stream; is ${this.url} a Zectre API?`);
+    }
+    return response.body;
+  }
+
   /**
    * Sends one request and returns the parsed JSON body. The response types are
    * the protocol's interfaces, trusted rather than re-validated: the server is
@@ -178,24 +255,11 @@ export class ApiClient {
       });
       text = await response.text();
     } catch (error) {
-      throw new CliError(`could not reach ${this.url}: ${networkReason(error, this.#timeoutMs)}`);
+      throw new UnreachableError(`could not reach ${this.url}: ${networkReason(error, this.#timeoutMs)}`);
     }
 
-    let json: unknown;
-    try {
-      json = text === "" ? undefined : JSON.parse(text);
-    } catch {
-      json = undefined;
-    }
-    if (!response.ok) {
-      const retryAfterSeconds = parseRetryAfter(response.headers.get("retry-after"));
-      const common = { status: response.status, retryAfterSeconds, requestId: response.headers.get("x-request-id") ?? requestId };
-      if (isErrorBody(json)) {
-        throw new ApiError({ ...common, code: json.error.code, message: json.error.message, details: json.error.details });
-      }
-      const status = `${response.status}${response.statusText ? ` ${response.statusText}` : ""}`;
-      throw new ApiError({ ...common, code: `http_${response.status}`, message: `${method} ${path} answered HTTP ${status} without an API error body`, details: undefined });
-    }
+    const json = parseJson(text);
+    if (!response.ok) throw apiError(method, path, response, json, requestId);
     if (json === undefined) {
       throw new CliError(`${method} ${target} answered HTTP ${response.status} with a body that is not JSON; is ${this.url} a Zectre API?`);
     }
@@ -213,6 +277,43 @@ export interface CreatedEnrollmentToken {
 export interface EffectiveSettings {
   settings: Record<string, unknown>;
   sources: Record<string, string>;
+}
+
+/**
+ * `POST /api/v1/jobs` as the CLI sends it: exactly one of `target` and `targets`,
+ * and only the optional fields the user set.
+ */
+export interface CreateJobRequest {
+  target?: string;
+  targets?: string[];
+  function: string;
+  args: JsonObject;
+  timeout?: number;
+  test?: boolean;
+  metadata?: Record<string, string>;
+}
+
+function jobPath(jid: string): string {
+  return `/api/v1/jobs/${encodeURIComponent(jid)}`;
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return text === "" ? undefined : JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The ApiError for a non-2xx answer: the server's own code and message when the body is an API error. */
+function apiError(method: string, path: string, response: Response, json: unknown, requestId: string): ApiError {
+  const retryAfterSeconds = parseRetryAfter(response.headers.get("retry-after"));
+  const common = { status: response.status, retryAfterSeconds, requestId: response.headers.get("x-request-id") ?? requestId };
+  if (isErrorBody(json)) {
+    return new ApiError({ ...common, code: json.error.code, message: json.error.message, details: json.error.details });
+  }
+  const status = `${response.status}${response.statusText ? ` ${response.statusText}` : ""}`;
+  return new ApiError({ ...common, code: `http_${response.status}`, message: `${method} ${path} answered HTTP ${status} without an API error body`, details: undefined });
 }
 
 function nodePath(id: string): string {

@@ -89,7 +89,14 @@ export interface CommandSpec<O extends OptionSpecs, P extends PositionalSpecs> {
   readonly options?: O;
   readonly positionals?: P;
   readonly examples?: readonly string[];
-  run(ctx: CommandContext<OptionValues<O>, PositionalValues<P>>): Promise<void>;
+  /**
+   * Lets the command run without its words: when a line's first word names no command
+   * and this accepts the line's positional words, the line is read as this command's.
+   * At most one command in a table may have it (`run`, for `zectre '*' test.ping`).
+   */
+  readonly shorthand?: (positionals: readonly string[]) => boolean;
+  /** Resolves to the exit code, or to nothing for 0; throwing a CliError prints one error line and exits 1. */
+  run(ctx: CommandContext<OptionValues<O>, PositionalValues<P>>): Promise<number | void>;
 }
 
 export interface Command {
@@ -101,7 +108,8 @@ export interface Command {
   readonly options: OptionSpecs;
   readonly positionals: PositionalSpecs;
   readonly examples: readonly string[];
-  run(ctx: CommandContext): Promise<void>;
+  readonly shorthand: ((positionals: readonly string[]) => boolean) | undefined;
+  run(ctx: CommandContext): Promise<number | void>;
 }
 
 export interface Group {
@@ -125,6 +133,7 @@ export function defineCommand<const O extends OptionSpecs = {}, const P extends 
     options: spec.options ?? {},
     positionals: spec.positionals ?? [],
     examples: spec.examples ?? [],
+    shorthand: spec.shorthand,
     // The parser has validated ctx.options and ctx.args against these very specs,
     // so viewing them through the spec's types is sound.
     run: (ctx) => spec.run(ctx as unknown as CommandContext<OptionValues<O>, PositionalValues<P>>),

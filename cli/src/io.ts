@@ -12,6 +12,11 @@ export interface Io {
   readonly cwd: string;
   /** Defaults to the global fetch. */
   readonly fetch?: typeof fetch;
+  /**
+   * Calls `handler` on the next Ctrl-C (SIGINT) instead of the default exit; returns
+   * the function that stops listening. Absent in-process, where there is no terminal.
+   */
+  readonly onInterrupt?: (handler: () => void) => () => void;
 }
 
 /** Reads an environment variable, treating the empty string as unset (as shells often export it). */

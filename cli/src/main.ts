@@ -53,8 +53,8 @@ export async function main(argv: readonly string[], io: Io): Promise<number> {
       client: (given = credentials()) =>
         new ApiClient({ url: given.url, token: given.token, userAgent: `zectre-cli/${cliVersion()}`, ...(io.fetch ? { fetch: io.fetch } : {}) }),
     };
-    await parsed.command.run(ctx);
-    return 0;
+    const code = await parsed.command.run(ctx);
+    return typeof code === "number" ? code : 0;
   } catch (error) {
     // Decided here rather than from the parsed flags, which may be what failed.
     const red = makeColors(colorEnabled(io.stderr, io.env, argv.includes("--no-color"))).red;
@@ -78,5 +78,14 @@ export function describeError(error: unknown): string {
 }
 
 export function processIo(): Io {
-  return { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() };
+  return {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+    cwd: process.cwd(),
+    onInterrupt(handler) {
+      process.once("SIGINT", handler);
+      return () => void process.off("SIGINT", handler);
+    },
+  };
 }

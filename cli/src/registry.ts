@@ -13,6 +13,8 @@ export interface CommandNode {
 export interface Registry {
   readonly root: CommandNode;
   readonly globalOptions: OptionSpecs;
+  /** The command whose `shorthand` lets a line skip its words, if any. */
+  readonly shorthand: Command | undefined;
   /** The node at exactly this path, or undefined. */
   find(path: readonly string[]): CommandNode | undefined;
 }
@@ -31,6 +33,7 @@ export function buildRegistry(entries: readonly Entry[], globalOptions: OptionSp
     return node;
   };
 
+  let shorthand: Command | undefined;
   // Declaration order is help order, so a group must come before its commands.
   for (const entry of entries) {
     const label = entry.path.join(" ");
@@ -42,7 +45,13 @@ export function buildRegistry(entries: readonly Entry[], globalOptions: OptionSp
     const parent = find(entry.path.slice(0, -1));
     if (!parent || parent.command) throw new Error(`command table: '${label}' needs a group '${entry.path.slice(0, -1).join(" ")}' declared first`);
     if (parent.children.has(name)) throw new Error(`command table: '${label}' is declared twice`);
-    if (entry.kind === "command") checkCommand(entry, globalOptions);
+    if (entry.kind === "command") {
+      checkCommand(entry, globalOptions);
+      if (entry.shorthand) {
+        if (shorthand) throw new Error(`command table: '${label}' and '${shorthand.path.join(" ")}' both have a shorthand`);
+        shorthand = entry;
+      }
+    }
     parent.children.set(name, {
       name,
       path: entry.path,
@@ -58,7 +67,7 @@ export function buildRegistry(entries: readonly Entry[], globalOptions: OptionSp
       throw new Error(`command table: group '${entry.path.join(" ")}' has no commands`);
     }
   }
-  return { root, globalOptions, find };
+  return { root, globalOptions, shorthand, find };
 }
 
 function checkCommand(command: Command, globalOptions: OptionSpecs): void {

@@ -125,6 +125,31 @@ describe("command line parsing", () => {
     expect(nested.commandPath).toEqual(["token"]);
   });
 
+  it("reads 'TARGET FUNCTION ...' as run when the first word is no command and the second is module.function", () => {
+    for (const argv of [
+      ["web*", "cmd.run", "ls -la", "--async"],
+      ["--format", "json", "web*", "cmd.run", "ls -la", "--async"],
+      ["--async", "web*", "--timeout", "30", "cmd.run", "ls -la"],
+      ["run", "web*", "cmd.run", "ls -la", "--async"],
+    ]) {
+      const parsed = runLine(...argv);
+      expect(parsed.command.path, argv.join(" ")).toEqual(["run"]);
+      expect(parsed.args, argv.join(" ")).toEqual({ target: "web*", function: "cmd.run", args: ["ls -la"] });
+      expect(parsed.options.async).toBe(true);
+    }
+    expect(runLine("-L", "a,b", "test.ping", "--", "-x").args).toEqual({ target: "a,b", function: "test.ping", args: ["-x"] });
+    const help = parse("*", "test.ping", "--help");
+    expect(help.kind === "help" && help.node.path).toEqual(["run"]);
+    // A bad flag is reported against run, whose help lists the flags.
+    const bad = usageError("web*", "test.ping", "--asink");
+    expect(bad.message).toBe("unknown flag '--asink' (did you mean '--async'?)");
+    expect(bad.commandPath).toEqual(["run"]);
+    // Without a module.function second word, or under a group, it is still an unknown command.
+    expect(usageError("web-1", "ping").message).toBe("unknown command 'web-1'");
+    expect(usageError("tokne").message).toBe("unknown command 'tokne' (did you mean 'token'?)");
+    expect(usageError("token", "test.ping").message).toBe("unknown command 'token test.ping'");
+  });
+
   it("turns --help into a request for that node's help, skipping validation", () => {
     const group = parse("token", "--help");
     expect(group).toMatchObject({ kind: "help", explicit: true });
@@ -143,7 +168,8 @@ describe("command table", () => {
   const build = (entries: Entry[]) => buildRegistry(entries, GLOBAL_OPTIONS, "test");
 
   it("lists groups and commands in declaration order", () => {
-    expect([...registry.root.children.keys()]).toEqual(["login", "logout", "status", "token", "node", "settings", "help"]);
+    expect([...registry.root.children.keys()]).toEqual(["login", "logout", "status", "run", "job", "token", "node", "settings", "help"]);
+    expect([...(registry.find(["job"])?.children.keys() ?? [])]).toEqual(["list", "active", "show", "kill", "watch"]);
     expect([...(registry.find(["token"])?.children.keys() ?? [])]).toEqual(["create", "list", "revoke"]);
     expect([...(registry.find(["node"])?.children.keys() ?? [])]).toEqual(["list", "show", "facts", "label", "enroll", "token"]);
     expect([...(registry.find(["node", "enroll"])?.children.keys() ?? [])]).toEqual(["list", "approve", "reject", "revoke"]);

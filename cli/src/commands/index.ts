@@ -1,9 +1,11 @@
 import type { Entry } from "../command.ts";
 import { authCommands } from "./auth.ts";
 import { helpCommands } from "./help.ts";
+import { jobCommands } from "./job.ts";
 import { nodeCommands } from "./node.ts";
 import { nodeEnrollCommands } from "./node-enroll.ts";
 import { nodeTokenCommands } from "./node-token.ts";
+import { runCommands } from "./run.ts";
 import { settingsCommands } from "./settings.ts";
 import { statusCommands } from "./status.ts";
 import { tokenCommands } from "./token.ts";
@@ -17,6 +19,8 @@ import { tokenCommands } from "./token.ts";
 export const COMMAND_TABLE: readonly Entry[] = [
   ...authCommands,
   ...statusCommands,
+  ...runCommands,
+  ...jobCommands,
   ...tokenCommands,
   // `node` first: its group must be declared before the `node enroll` and `node token` subgroups.
   ...nodeCommands,

@@ -108,6 +108,11 @@ export class FakeControlPlane {
     session.socket.send(JSON.stringify({ type: "action", v: 1, id, sentAt: new Date().toISOString(), action }));
   }
 
+  /** Acks outbox messages (returns) by id, as the control plane does once it stored them. */
+  ack(session: AgentSession, ids: string[]): void {
+    session.socket.send(JSON.stringify({ type: "ack", v: 1, ids }));
+  }
+
   /** Messages of one type the session received, e.g. every `ack`. */
   messages(session: AgentSession, type: string): Record<string, unknown>[] {
     return session.received.filter((message): message is Record<string, unknown> => isRecord(message) && message.type === type);

@@ -18,6 +18,20 @@ import {
   type SettingRecord,
   type SettingScope,
 } from "../../../protocol/nodes.ts";
+import {
+  CreateJobBody,
+  finalStatus,
+  FINAL_STATUSES,
+  type JobCounts,
+  type JobEvent,
+  type JobEventType,
+  type JobRecord,
+  type JobReturn,
+  type JobSummary,
+  newJid,
+} from "../../../protocol/jobs.ts";
+import type { JsonObject } from "../../../protocol/json.ts";
+import { buildGrains, resolveTarget, TargetParseError } from "../../../protocol/target.ts";
 import { formatToken, mintToken, parseToken, type Scope, scopeAllows } from "../../../protocol/tokens.ts";
 
 /**
@@ -54,6 +68,15 @@ export interface FakeApi {
   readonly nodes: Map<string, FakeNode>;
   /** Every stored setting, of every scope, in insertion order. */
   readonly settings: SettingRecord[];
+  /** Jobs by jid, in creation order. */
+  readonly jobs: Map<string, FakeJob>;
+  /** Decides what each target of a new job does; defaults to `defaultJobBehavior`. */
+  jobBehavior: JobBehavior;
+  /**
+   * The next event stream (of any job) is cut after it has sent `afterEvents` events:
+   * `end` closes it cleanly, `destroy` resets the connection.
+   */
+  dropNextStream(afterEvents: number, how?: "end" | "destroy"): void;
   /** The next request (of any route) gets this answer instead. */
   replyNext(reply: CannedReply): void;
   close(): Promise<void>;
@@ -74,6 +97,7 @@ export async function startFakeApi(options: { org?: string; version?: string } =
   const requests: RecordedRequest[] = [];
   const canned: CannedReply[] = [];
   const fleet = startFleet(org);
+  const jobs = startJobs(fleet.nodes);
 
   const addToken = (name: string, scope: Scope, createdBy: string, ttlSeconds?: number): StoredToken => {
     const parts = mintToken(org);
@@ -155,6 +179,11 @@ export async function startFakeApi(options: { org?: string; version?: string } =
         return send(res, 200, { token: record });
       }
     }
+    if (path === "/api/v1/jobs" || path.startsWith("/api/v1/jobs/")) {
+      const answer = jobs.route(method, url, body, identity.scope, `token:${identity.tokenId}(${identity.tokenName})`, res);
+      if (answer) send(res, answer.status, answer.body);
+      return;
+    }
     if (/^\/api\/v1\/(enrollment-tokens|nodes|settings)(\/|$)/.test(path)) {
       const answer = fleet.route(method, url, body, identity.scope, `token:${identity.tokenId}(${identity.tokenName})`);
       return send(res, answer.status, answer.body);
@@ -175,9 +204,18 @@ export async function startFakeApi(options: { org?: string; version?: string } =
     enrollmentTokens: fleet.enrollmentTokens,
     nodes: fleet.nodes,
     settings: fleet.settings,
+    jobs: jobs.jobs,
+    get jobBehavior() {
+      return jobs.behavior.current;
+    },
+    set jobBehavior(behavior: JobBehavior) {
+      jobs.behavior.current = behavior;
+    },
+    dropNextStream: (afterEvents, how = "destroy") => jobs.drops.push({ afterEvents, how }),
     replyNext: (reply) => canned.push(reply),
     close: () =>
       new Promise<void>((resolve, reject) => {
+        jobs.stop();
         server.closeAllConnections();
         server.close((error) => (error ? reject(error) : resolve()));
       }),
@@ -424,6 +462,259 @@ function startFleet(org: string) {
   };
 
   return { enrollmentTokens, nodes, settings, route };
+}
+
+// ---- jobs ----
+
+/** What one target of a fake job does, `delayMs` after dispatch. `silent` never answers (the deadline decides). */
+export type FakeOutcome =
+  | { kind: "return"; delayMs: number; return: Pick<JobReturn, "success" | "retcode" | "result" | "error"> }
+  | { kind: "unreachable"; delayMs: number }
+  | { kind: "silent" };
+
+export type JobBehavior = (node: FakeNode, fn: string, args: JsonObject) => FakeOutcome;
+
+/** Arrival order for `*` (web-1, web-2, db-1, mac-1 in fleet order): web-2, mac-1, db-1, web-1. */
+export const FAKE_DELAYS_MS: Readonly<Record<string, number>> = { "web-2": 30, "mac-1": 80, "db-1": 130, "web-1": 180 };
+
+/**
+ * Offline nodes are unreachable; online ones answer: test.ping → true; test.echo → its
+ * positional words joined; test.sleep → true after `length` seconds; cmd.run → stdout
+ * `ran: CMD`, or (when CMD contains "fail") output on both streams and retcode 2;
+ * anything else fails as not available.
+ */
+export const defaultJobBehavior: JobBehavior = (node, fn, args) => {
+  const delayMs = FAKE_DELAYS_MS[node.id] ?? 50;
+  if (!node.online) return { kind: "unreachable", delayMs };
+  const ok = (result: JobReturn["result"]): FakeOutcome => ({ kind: "return", delayMs, return: { success: true, retcode: 0, result, error: null } });
+  switch (fn) {
+    case "test.ping":
+      return ok(true);
+    case "test.echo":
+      return ok(Array.isArray(args["_"]) ? args["_"].join(" ") : "");
+    case "test.sleep": {
+      const seconds = typeof args["length"] === "number" ? args["length"] : 1;
+      return { kind: "return", delayMs: seconds * 1000, return: { success: true, retcode: 0, result: true, error: null } };
+    }
+    case "cmd.run": {
+      const cmd = typeof args["cmd"] === "string" ? args["cmd"] : "";
+      if (cmd.includes("fail")) {
+        return { kind: "return", delayMs, return: { success: false, retcode: 2, result: { stdout: `partial output of ${cmd}\n`, stderr: "it failed\nbadly\n" }, error: null } };
+      }
+      return ok({ stdout: `ran: ${cmd}\n`, stderr: "" });
+    }
+    default:
+      return { kind: "return", delayMs, return: { success: false, retcode: null, result: null, error: `'${fn}' is not available on ${node.id}` } };
+  }
+};
+
+export interface FakeJob {
+  readonly record: JobRecord;
+  readonly events: JobEvent[];
+  /** Open event streams, each with how many more events it may send before a planned drop. */
+  readonly watchers: Map<ServerResponse, { left: number; how: "end" | "destroy" } | null>;
+  readonly timers: NodeJS.Timeout[];
+}
+
+function summarize(record: JobRecord): JobSummary {
+  const { jid, function: fn, target, status, user, createdAt, updatedAt, counts } = record;
+  return { jid, function: fn, target, status, user, createdAt, updatedAt, counts: { ...counts } };
+}
+
+/** The job routes: jobs resolve targets with the real target grammar over the fleet, and play out on timers. */
+function startJobs(nodes: Map<string, FakeNode>) {
+  const jobs = new Map<string, FakeJob>();
+  const behavior = { current: defaultJobBehavior };
+  const drops: { afterEvents: number; how: "end" | "destroy" }[] = [];
+  let stopped = false;
+
+  const write = (job: FakeJob, res: ServerResponse, event: JobEvent): void => {
+    const chunk = `data: ${JSON.stringify(event)}\n\n`;
+    const drop = job.watchers.get(res);
+    if (!drop || --drop.left > 0) {
+      res.write(chunk);
+      return;
+    }
+    job.watchers.delete(res);
+    // Cut only once the events are on the wire: a reset that loses them would test nothing.
+    if (drop.how === "end") res.end(chunk);
+    else res.write(chunk, () => res.destroy());
+  };
+
+  const append = (job: FakeJob, type: JobEventType, nodeId: string | null, data: JsonObject): void => {
+    const now = new Date().toISOString();
+    const event: JobEvent = { seq: job.events.length + 1, ts: now, type, nodeId, data };
+    job.events.push(event);
+    job.record.updatedAt = now;
+    for (const res of [...job.watchers.keys()]) write(job, res, event);
+    if (type === "job.finished") {
+      for (const res of job.watchers.keys()) res.end();
+      job.watchers.clear();
+    }
+  };
+
+  const finish = (job: FakeJob, reason: "all_returned" | "deadline" | "canceled"): void => {
+    for (const timer of job.timers) clearTimeout(timer);
+    const status = finalStatus(reason, job.record.counts);
+    job.record.status = status;
+    job.record.finishedAt = new Date().toISOString();
+    const counts: JobCounts = { ...job.record.counts };
+    append(job, "job.finished", null, { status, counts: { ...counts } });
+  };
+
+  const store = (job: FakeJob, nodeId: string, ret: JobReturn): void => {
+    const target = job.record.targets.find((one) => one.nodeId === nodeId);
+    if (!target || FINAL_STATUSES.includes(job.record.status)) return;
+    const counts = job.record.counts;
+    counts.returned++;
+    if (ret.synthetic) counts.unreachable++;
+    else if (ret.success) counts.succeeded++;
+    else counts.failed++;
+    target.state = "returned";
+    target.returnedAt = new Date().toISOString();
+    target.return = ret;
+    append(job, ret.synthetic ? "target.unreachable" : "target.returned", nodeId, { return: { ...ret } });
+    if (counts.returned === counts.targets) finish(job, "all_returned");
+  };
+
+  const create = (body: unknown, actor: string): Answer => {
+    const parsed = CreateJobBody.safeParse(body);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      return problem("invalid_body", `invalid request body: ${issue?.path.map(String).join(".") ?? ""}: ${issue?.message ?? "invalid"}`);
+    }
+    const spec = parsed.data;
+    const eligible = [...nodes.values()].filter((node) => node.state === "approved" || node.state === "active");
+    let ids: string[];
+    if (spec.target !== undefined) {
+      try {
+        ids = resolveTarget(spec.target, eligible.map((node) => ({ id: node.id, grains: buildGrains(node.facts, node.labels) })));
+      } catch (error) {
+        if (!(error instanceof TargetParseError)) throw error;
+        return { status: 400, body: { error: { code: "bad_request", message: `bad target expression: ${error.message}`, details: { position: String(error.position) } } } };
+      }
+    } else {
+      const wanted = new Set(spec.targets);
+      ids = eligible.filter((node) => wanted.has(node.id)).map((node) => node.id);
+    }
+    if (ids.length === 0) return problem("bad_request", "no nodes matched target");
+
+    const now = new Date().toISOString();
+    const jid = newJid();
+    const record: JobRecord = {
+      jid,
+      function: spec.function,
+      target: spec.target ?? `L@${(spec.targets ?? []).join(",")}`,
+      status: "running",
+      user: actor,
+      createdAt: now,
+      updatedAt: now,
+      counts: { targets: ids.length, returned: 0, succeeded: 0, failed: 0, unreachable: 0 },
+      args: spec.args,
+      timeout: spec.timeout,
+      test: spec.test,
+      metadata: spec.metadata,
+      finishedAt: null,
+      targets: ids.map((nodeId) => ({
+        nodeId,
+        state: "dispatched",
+        onlineAtDispatch: nodes.get(nodeId)?.online === true,
+        dispatchedAt: now,
+        ackedAt: null,
+        resent: false,
+        returnedAt: null,
+        return: null,
+      })),
+    };
+    const job: FakeJob = { record, events: [], watchers: new Map(), timers: [] };
+    jobs.set(jid, job);
+    append(job, "job.created", null, { function: spec.function, target: record.target, targets: ids });
+    for (const nodeId of ids) {
+      append(job, "target.dispatched", nodeId, {});
+      const node = nodes.get(nodeId) as FakeNode;
+      const outcome = behavior.current(node, spec.function, spec.args);
+      if (outcome.kind === "silent") continue;
+      job.timers.push(
+        setTimeout(() => {
+          const startedAt = new Date(Date.now() - Math.min(outcome.delayMs, 5)).toISOString();
+          const ret: JobReturn =
+            outcome.kind === "unreachable"
+              ? { success: false, retcode: null, result: null, error: "node did not answer", durationMs: 0, startedAt: null, synthetic: true }
+              : { ...outcome.return, durationMs: outcome.delayMs, startedAt, synthetic: false };
+          store(job, nodeId, ret);
+        }, outcome.delayMs),
+      );
+    }
+    job.timers.push(setTimeout(() => finish(job, "deadline"), spec.timeout * 1000));
+    return { status: 202, body: { jid, targets: ids, status: record.status } };
+  };
+
+  const stream = (job: FakeJob, url: URL, res: ServerResponse): Answer | undefined => {
+    const sinceText = url.searchParams.get("since");
+    if (sinceText !== null && !/^\d+$/.test(sinceText)) return problem("bad_request", `since must be a whole number, not '${sinceText}'`);
+    const since = sinceText === null ? 0 : Number(sinceText);
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+    // A comment first, as servers send to open the stream through proxies; clients must skip it.
+    res.write(`: events of job ${job.record.jid} after ${since}\n\n`);
+    const drop = drops.shift();
+    job.watchers.set(res, drop ? { ...drop, left: drop.afterEvents } : null);
+    res.on("close", () => job.watchers.delete(res));
+    for (const event of job.events.filter((one) => one.seq > since)) {
+      if (!job.watchers.has(res)) return undefined;
+      write(job, res, event);
+    }
+    if (FINAL_STATUSES.includes(job.record.status) && job.watchers.has(res)) {
+      job.watchers.delete(res);
+      res.end();
+    }
+    return undefined;
+  };
+
+  const route = (method: string, url: URL, body: unknown, scope: Scope, actor: string, res: ServerResponse): Answer | undefined => {
+    const path = url.pathname;
+    const needs = (needed: Scope): Answer | undefined =>
+      scopeAllows(scope, needed) ? undefined : problem("forbidden", `this action needs the '${needed}' scope; the token has '${scope}'`);
+    if (path === "/api/v1/jobs" && method === "POST") return needs("operate") ?? create(body, actor);
+    if (path === "/api/v1/jobs" && method === "GET") {
+      const limitText = url.searchParams.get("limit");
+      if (limitText !== null && !/^[1-9]\d*$/.test(limitText)) return problem("bad_request", `limit must be a positive whole number, not '${limitText}'`);
+      const newest = [...jobs.values()].reverse().map((job) => summarize(job.record));
+      return { status: 200, body: { jobs: newest.slice(0, limitText === null ? 50 : Number(limitText)) } };
+    }
+    if (path === "/api/v1/jobs/active" && method === "GET") {
+      const running = [...jobs.values()].reverse().filter((job) => !FINAL_STATUSES.includes(job.record.status));
+      return { status: 200, body: { jobs: running.map((job) => summarize(job.record)) } };
+    }
+    const match = /^\/api\/v1\/jobs\/([^/]+)(?:\/([a-z]+))?$/.exec(path);
+    if (!match) return problem("not_found", `no route for ${method} ${path}`);
+    const jid = decodeURIComponent(match[1] as string);
+    const job = jobs.get(jid);
+    if (!job) return problem("not_found", `job '${jid}' not found`);
+    const sub = match[2];
+    if (method === "GET" && sub === undefined) return { status: 200, body: { job: structuredClone(job.record) } };
+    if (method === "GET" && sub === "events") return stream(job, url, res);
+    if (method === "POST" && sub === "cancel") {
+      const denied = needs("operate");
+      if (denied) return denied;
+      if (FINAL_STATUSES.includes(job.record.status)) return problem("conflict", `job ${jid} already finished (${job.record.status})`);
+      append(job, "job.cancel_requested", null, {});
+      finish(job, "canceled");
+      return { status: 202, body: { jid, status: job.record.status } };
+    }
+    return problem("not_found", `no route for ${method} ${path}`);
+  };
+
+  return {
+    jobs,
+    behavior,
+    drops,
+    route,
+    stop: () => {
+      if (stopped) return;
+      stopped = true;
+      for (const job of jobs.values()) for (const timer of job.timers) clearTimeout(timer);
+    },
+  };
 }
 
 function fail(res: ServerResponse, code: ErrorCode, message: string): void {

@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -42,21 +42,27 @@ export function isolatedEnv(extra: Record<string, string | undefined> = {}): Rec
  * the fake API lives in this process and must keep answering while the child waits.
  */
 export function runBinary(args: readonly string[], options: RunOptions = {}): Promise<CliResult> {
+  return startBinary(args, options).result;
+}
+
+/** Like runBinary, but hands over the child too, e.g. to send it a signal while it runs. */
+export function startBinary(args: readonly string[], options: RunOptions = {}): { child: ChildProcess; result: Promise<CliResult> } {
   const major = Number(process.versions.node.split(".")[0]);
   if (major < 22) throw new Error(`the CLI needs Node 22 (type stripping); this is ${process.version} — run the tests through npx/npm`);
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: options.cwd ?? tmpdir(),
-      env: isolatedEnv(options.env),
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: options.cwd ?? tmpdir(),
+    env: isolatedEnv(options.env),
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const result = new Promise<CliResult>((resolve, reject) => {
     let stdout = "";
     let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+    child.stdout?.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+    child.stderr?.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
     child.on("error", reject);
     child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
+  return { child, result };
 }
 
 /** Calls `main` directly: faster, and lets a test fake a terminal. */

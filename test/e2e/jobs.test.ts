@@ -1,0 +1,100 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type RunningAgent, runAgentCommand, startAgent } from "../helpers/agent-process.ts";
+import { type LocalControlPlane, removeControlPlane, startLocalControlPlane } from "../helpers/local-control-plane.ts";
+import { runCli } from "../helpers/run-cli.ts";
+
+interface JobRecord {
+  status: string;
+  targets: { nodeId: string; state: string; return: { success: boolean; error: string | null; result: unknown } | null }[];
+}
+
+/** expect.poll only works inside a test; setup waits with this. */
+async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+/** Real agents running real commands, driven by the real CLI. */
+describe("jobs end to end", () => {
+  let plane: LocalControlPlane;
+  const agents = new Map<string, { dir: string; process: RunningAgent }>();
+  const cli = (...args: string[]) => runCli(args, { cwd: plane.root, env: { ZECTRE_CONFIG_DIR: join(plane.root, "config") } });
+  const job = async (jid: string): Promise<JobRecord> => {
+    const res = await cli("job", "show", jid, "--format", "json");
+    return (JSON.parse(res.stdout) as { job: JobRecord }).job;
+  };
+  const online = async (id: string) => {
+    const res = await cli("node", "list", "--format", "json");
+    return (JSON.parse(res.stdout) as { nodes: { id: string; online: boolean }[] }).nodes.find((n) => n.id === id)?.online ?? false;
+  };
+
+  beforeAll(async () => {
+    plane = await startLocalControlPlane({ heartbeatSeconds: 1 });
+    const created = await cli("node", "token", "create", "--uses", "2", "--auto-approve", "--format", "json");
+    const token = (JSON.parse(created.stdout) as { token: string }).token;
+    for (const id of ["job-a", "job-b"]) {
+      const dir = mkdtempSync(join(tmpdir(), `zectre-${id}-`));
+      const enrolled = await runAgentCommand(["enroll", "--url", plane.apiUrl, "--token", token, "--id", id, "--data-dir", dir]);
+      if (enrolled.code !== 0) throw new Error(enrolled.stderr);
+      agents.set(id, { dir, process: startAgent(dir) });
+    }
+    for (const id of agents.keys()) await waitFor(() => online(id), 30_000);
+  });
+
+  afterAll(async () => {
+    for (const agent of agents.values()) await agent.process.stop();
+    await plane?.stop();
+    if (plane) removeControlPlane(plane);
+  });
+
+  it("pings every matching node and exits 0", async () => {
+    const res = await cli("run", "job-*", "test.ping");
+    expect(res.code).toBe(0);
+    expect(res.stdout).toMatch(/job-a:\n\s+true/);
+    expect(res.stdout).toMatch(/job-b:\n\s+true/);
+    expect(res.stderr).toContain("2 succeeded");
+  });
+
+  it("runs a real command and reports its output and failure (exit 2)", async () => {
+    const res = await cli("job-a", "cmd.run", "echo hello-from-$(hostname >/dev/null && echo agent); echo oops >&2; exit 3");
+    expect(res.code).toBe(2);
+    expect(res.stdout).toContain("hello-from-agent");
+    expect(res.stdout).toContain("oops");
+    const list = await cli("job", "list");
+    expect(list.stdout).toMatch(/^JID\s+FUNCTION\s+TARGET\s+STATE\s+USER/);
+    expect(list.stdout).toContain("cmd.run");
+  });
+
+  it("cancels a running cmd.run 'sleep 60'", async () => {
+    const started = await cli("run", "job-a", "cmd.run", "sleep 60", "--async");
+    expect(started.code).toBe(0);
+    const jid = started.stdout.trim();
+    expect(jid).toMatch(/^\d{23}$/);
+    await expect.poll(async () => (await job(jid)).targets[0]?.state, { timeout: 15_000 }).toBe("acked");
+    const kill = await cli("job", "kill", jid);
+    expect(kill.stdout.trim()).toBe(`Cancel signal sent for job ${jid}`);
+    await expect.poll(async () => (await job(jid)).targets[0]?.return?.error, { timeout: 15_000 }).toBe("execution canceled");
+    expect((await job(jid)).status).toBe("canceled");
+  });
+
+  it("finishes as partial when a node goes offline mid-job (exit 3 from watch)", async () => {
+    const started = await cli("run", "job-*", "test.sleep", "3", "--timeout", "12", "--async");
+    const jid = started.stdout.trim();
+    await expect.poll(async () => (await job(jid)).targets.every((t) => t.state === "acked"), { timeout: 15_000 }).toBe(true);
+    const b = agents.get("job-b");
+    b?.process.child.kill("SIGKILL");
+    await b?.process.exited;
+    const watched = await cli("job", "watch", jid);
+    expect(watched.code).toBe(3);
+    const record = await job(jid);
+    expect(record.status).toBe("partial");
+    expect(record.targets.find((t) => t.nodeId === "job-a")?.return?.success).toBe(true);
+    expect(record.targets.find((t) => t.nodeId === "job-b")?.return).toBeNull();
+  });
+});
