@@ -1,18 +1,7 @@
 import { sign } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import WebSocket, { WebSocketServer } from "ws";
+import { WebSocketServer } from "ws";
 import { connectSigningInput } from "../protocol/nodes.ts";
-import {
-  bootstrapDefaultOrg,
-  ensureOperatorSecret,
-  freePort,
-  localPaths,
-  startWorkers,
-  stopAll,
-  waitForHealthy,
-} from "../scripts/lib/control-plane.ts";
+import { withControlPlane } from "./lib/bench-plane.ts";
 import { mapPool, seconds } from "./lib/pool.ts";
 import { challengeAndConnect, enrollAll, makeAgents, openUntilFirstMessage, postJson, type SimAgent } from "./lib/sim-agents.ts";
 
@@ -91,17 +80,7 @@ async function baseline(n: number, concurrency: number): Promise<ConnectBenchRes
 }
 
 export async function runConnectBench(n: number, concurrency: number, log: (line: string) => void): Promise<ConnectBenchResult> {
-  const root = mkdtempSync(join(tmpdir(), "zectre-bench-"));
-  const paths = localPaths(join(root, "state"));
-  const secret = ensureOperatorSecret(paths);
-  const [apiPort, proxyPort] = [await freePort(), await freePort()];
-  const children = await startWorkers({ apiPort, proxyPort, stateDir: paths.stateDir }, secret);
-  const apiUrl = `http://127.0.0.1:${apiPort}`;
-  const sockets: WebSocket[] = [];
-  try {
-    await waitForHealthy(`${apiUrl}/healthz`, 60_000, () => children.every((c) => c.exitCode === null));
-    const boot = await bootstrapDefaultOrg(apiUrl, paths, secret);
-    const admin = boot.token as string;
+  return withControlPlane(async ({ apiUrl, adminToken: admin, sockets }) => {
     const total = n + SEQUENTIAL_SAMPLES;
     const everyone = makeAgents(total);
     const agents = everyone.slice(0, n);
@@ -128,18 +107,10 @@ export async function runConnectBench(n: number, concurrency: number, log: (line
       agents: n,
       concurrency,
       enrollSeconds,
-      controlPlane: {
-        allWelcomedSeconds,
-        allOnlineSeconds: seconds(started, online),
-        connectsPerSecond: Math.round(n / allWelcomedSeconds),
-      },
+      controlPlane: { allWelcomedSeconds, allOnlineSeconds: seconds(started, online), connectsPerSecond: Math.round(n / allWelcomedSeconds) },
       baseline: base,
       sequentialMs,
       slowdown: Math.round((allWelcomedSeconds / base.allOpenSeconds) * 10) / 10,
     };
-  } finally {
-    for (const ws of sockets) ws.terminate();
-    await stopAll(children);
-    rmSync(root, { recursive: true, force: true });
-  }
+  });
 }

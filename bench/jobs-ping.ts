@@ -1,10 +1,6 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type WebSocket from "ws";
 import type { JobEvent } from "../protocol/jobs.ts";
-import { bootstrapDefaultOrg, ensureOperatorSecret, freePort, localPaths, startWorkers, stopAll, waitForHealthy } from "../scripts/lib/control-plane.ts";
 import { type FanOutResult, natsFanOut, natsServerAvailable } from "./nats-baseline.ts";
+import { withControlPlane } from "./lib/bench-plane.ts";
 import { mapPool } from "./lib/pool.ts";
 import { answerPings, challengeAndConnect, enrollAll, makeAgents, postJson } from "./lib/sim-agents.ts";
 import { percentile } from "./lib/stats.ts";
@@ -45,19 +41,10 @@ async function pingOnce(apiUrl: string, token: string, target: string, n: number
 }
 
 export async function runPingBench(log: (line: string) => void): Promise<PingBenchResult> {
-  const sizes = [100, 1000] as const;
-  const root = mkdtempSync(join(tmpdir(), "zectre-bench-jobs-"));
-  const paths = localPaths(join(root, "state"));
-  const secret = ensureOperatorSecret(paths);
-  const [apiPort, proxyPort] = [await freePort(), await freePort()];
-  const children = await startWorkers({ apiPort, proxyPort, stateDir: paths.stateDir }, secret);
-  const apiUrl = `http://127.0.0.1:${apiPort}`;
-  const sockets: WebSocket[] = [];
-  try {
-    await waitForHealthy(`${apiUrl}/healthz`, 60_000, () => children.every((c) => c.exitCode === null));
-    const admin = (await bootstrapDefaultOrg(apiUrl, paths, secret)).token as string;
-    const agents = makeAgents(1000, "ping");
-    log("enrolling and connecting 1000 simulated agents");
+  const sizes = (process.env.BENCH_PING_SIZES ?? "100,1000").split(",").map(Number);
+  return withControlPlane(async ({ apiUrl, adminToken: admin, sockets }) => {
+    const agents = makeAgents(Math.max(...sizes), "ping");
+    log(`enrolling and connecting ${agents.length} simulated agents`);
     await enrollAll(apiUrl, admin, agents);
     sockets.push(...(await mapPool(agents, 50, (a) => challengeAndConnect(apiUrl, "default", a))));
     for (const ws of sockets) answerPings(ws);
@@ -72,9 +59,5 @@ export async function runPingBench(log: (line: string) => void): Promise<PingBen
       runs.push({ controlPlane, nats, ratioLastReturn: nats ? Math.round((controlPlane.submitToLastReturnMs / nats.lastReplyMs) * 10) / 10 : null });
     }
     return { runs, natsNote: natsResults ? null : "nats-server not installed (apt-get install nats-server): no baseline" };
-  } finally {
-    for (const ws of sockets) ws.terminate();
-    await stopAll(children);
-    rmSync(root, { recursive: true, force: true });
-  }
+  });
 }

@@ -204,11 +204,10 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     const status = finalStatus(reason, counts);
     const now = Date.now();
     this.sql.exec("UPDATE job SET status = ?, finished_at = ?, updated_at = ?", status, now, now);
-    const event = this.emit("job.finished", null, { status, counts: counts as unknown as JsonObject });
+    this.emit("job.finished", null, { status, counts: counts as unknown as JsonObject });
     await this.ctx.storage.setAlarm(now + retentionMs(this.env));
     for (const writer of this.watchers) void writer.close().catch(() => undefined);
     this.watchers.clear();
-    void event;
     await this.indexInOrg();
     if (reason !== "all_returned") await this.cancelOnAgents(job.org, targets.filter((t) => t.ret === null).map((t) => t.node_id), job.jid);
   }

@@ -1,21 +1,13 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { PROJECT_ROOT } from "../../scripts/lib/control-plane.ts";
-import { type CliResult } from "./run-cli.ts";
+import { type CliResult, runNodeProgram } from "./child-process.ts";
 
 const AGENT_BIN = join(PROJECT_ROOT, "agent/bin/zectre-agent.ts");
 
 /** Runs a `zectre-agent` command to completion. */
 export function runAgentCommand(args: string[]): Promise<CliResult> {
-  const child = spawn(process.execPath, [AGENT_BIN, ...args], { cwd: PROJECT_ROOT, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (c: Buffer) => (stdout += c.toString("utf8")));
-  child.stderr.on("data", (c: Buffer) => (stderr += c.toString("utf8")));
-  return new Promise((resolve, reject) => {
-    child.once("error", reject);
-    child.once("exit", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+  return runNodeProgram(AGENT_BIN, args, { cwd: PROJECT_ROOT });
 }
 
 /** A long-running `zectre-agent run` whose log lines are kept for assertions. */
