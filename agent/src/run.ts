@@ -1,9 +1,13 @@
+import { join } from "node:path";
+import { buildGrains } from "../../protocol/target.ts";
 import type { BackoffOptions } from "./backoff.ts";
 import { type CustomFacts, loadAgentConfig } from "./config.ts";
 import { AgentConnection, type ConnectionEnd } from "./connection.ts";
 import { EXIT_REVOKED } from "./errors.ts";
 import { collectFacts } from "./facts.ts";
+import { builtinFunctions } from "./jobs/functions/index.ts";
 import { JobRunner } from "./jobs/runner.ts";
+import { stateFunctions } from "./state-apply/function.ts";
 import { ed25519Signer } from "./keys.ts";
 import type { Logger } from "./log.ts";
 import { openAgentState } from "./state/agent-state.ts";
@@ -79,6 +83,11 @@ export async function runAgent(options: RunOptions): Promise<number> {
     logger: log,
     facts,
     settings: () => state.settings.currentSettings(),
+    // state.apply reads its tree from the data dir's state-file cache, so it also works offline.
+    functions: [
+      ...builtinFunctions(),
+      ...stateFunctions({ tree: () => join(paths.dir, "states"), node: () => ({ id: identity.nodeId, grains: buildGrains(facts(), {}) }) }),
+    ],
     ...(options.jobQueueCapacity !== undefined ? { queueCapacity: options.jobQueueCapacity } : {}),
   });
   jobs.attach(connection);
