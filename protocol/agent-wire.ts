@@ -2,6 +2,7 @@ import { z } from "zod";
 import type { JsonObject } from "./json.ts";
 import { type JobCancel, JobCancelSchema, type JobDispatch, JobDispatchSchema, ReturnMessage } from "./jobs.ts";
 import { Facts, NodeId } from "./nodes.ts";
+import { type StatesUpdate, StatesUpdateSchema } from "./states.ts";
 
 /**
  * Messages on the agent's WebSocket. Every message is a JSON text frame with a
@@ -57,10 +58,10 @@ export interface SettingsUpdate {
 }
 
 /** Every action kind, typed by hand for the RPC-facing code (see SettingsUpdate). */
-export type OutboxAction = SettingsUpdate | JobDispatch | JobCancel;
+export type OutboxAction = SettingsUpdate | JobDispatch | JobCancel | StatesUpdate;
 
 /** Actions are persisted in the node's outbox and resent until the agent acks their id. */
-export const ActionBody = z.discriminatedUnion("kind", [SettingsUpdate, JobDispatchSchema, JobCancelSchema]);
+export const ActionBody = z.discriminatedUnion("kind", [SettingsUpdate, JobDispatchSchema, JobCancelSchema, StatesUpdateSchema]);
 export type ActionBody = z.infer<typeof ActionBody>;
 
 export const ActionMessage = z
