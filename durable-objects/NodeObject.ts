@@ -1,6 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { type AgentMessage, CLOSE, PING_FRAME, PONG_FRAME, type SettingsUpdate, WIRE_VERSION } from "../protocol/agent-wire.ts";
 import type { JobDispatch } from "../protocol/jobs.ts";
+import type { StatesUpdate } from "../protocol/states.ts";
 import { log } from "../workers/lib/log.ts";
 import { failure, type Result } from "../protocol/errors.ts";
 import type { ChallengeResponse, EnrollmentState, Facts } from "../protocol/nodes.ts";
@@ -106,9 +107,12 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
 
   /** Queues the node's merged settings unless the agent already has (or is about to get) that version. */
   pushSettings(update: SettingsUpdate): boolean {
-    if (this.kv("settings_version") === update.version) return false;
-    this.sendToAgent(actionFrame(this.queueSettings(update)));
-    return true;
+    return this.pushVersioned(update, "settings_version");
+  }
+
+  /** Same for the org's state tree. */
+  pushStates(update: StatesUpdate): boolean {
+    return this.pushVersioned(update, "states_version");
   }
 
   /** Stores the dispatch in the outbox, then sends it if the agent is connected. */
@@ -259,9 +263,10 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
     const window = 3 * heartbeatSeconds(this.env) * 1000;
     await this.ctx.storage.setAlarm(now + window + 500);
     // The org records the node as active and online, and returns its current settings.
-    const settings = await orgStub(this.env, identity.org).nodeConnected(identity.node_id, now);
+    const current = await orgStub(this.env, identity.org).nodeConnected(identity.node_id, now);
     // Queued, not sent: the welcome goes first, then everything pending in order.
-    if (settings && this.kv("settings_version") !== settings.version) this.queueSettings(settings);
+    if (current) this.queueVersioned(current.settings, "settings_version");
+    if (current?.states) this.queueVersioned(current.states, "states_version");
     server.send(
       JSON.stringify({
         type: "welcome",
@@ -295,8 +300,16 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
     ws.send(JSON.stringify({ type: "ack", v: WIRE_VERSION, ids: [message.id] }));
   }
 
-  private queueSettings(update: SettingsUpdate) {
-    this.setKv("settings_version", update.version);
+  private pushVersioned(update: SettingsUpdate | StatesUpdate, versionKey: string): boolean {
+    const entry = this.queueVersioned(update, versionKey);
+    if (entry) this.sendToAgent(actionFrame(entry));
+    return entry !== null;
+  }
+
+  /** Only the newest version of a kind matters: older queued ones are dropped, an unchanged one is not queued. */
+  private queueVersioned(update: SettingsUpdate | StatesUpdate, versionKey: string): OutboxEntry | null {
+    if (this.kv(versionKey) === update.version) return null;
+    this.setKv(versionKey, update.version);
     return this.outbox.add(update, { replaceKind: true });
   }
 

@@ -17,11 +17,13 @@ import {
 } from "../protocol/nodes.ts";
 import type { JsonValue } from "../protocol/json.ts";
 import type { JobSummary } from "../protocol/jobs.ts";
+import type { StatesUpdate, StateTreeInfo } from "../protocol/states.ts";
 import { sha256Hex } from "../protocol/tokens.ts";
 import { type ObjectsEnv, nodeStub } from "./env.ts";
 import { ApiTokenStore } from "./org/api-tokens.ts";
 import { AuditLog } from "./org/audit.ts";
 import { JobIndex } from "./org/job-index.ts";
+import { StateTreeStore } from "./org/state-trees.ts";
 import { retentionMs } from "./job/timing.ts";
 import { EnrollmentTokenStore } from "./org/enrollment-tokens.ts";
 import { MIGRATIONS } from "./org/migrations.ts";
@@ -58,6 +60,7 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
   private readonly settings: SettingsStore;
   private readonly audit: AuditLog;
   private readonly jobs: JobIndex;
+  private readonly stateTrees: StateTreeStore;
 
   constructor(ctx: DurableObjectState, env: ObjectsEnv) {
     super(ctx, env);
@@ -69,6 +72,7 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
     this.settings = new SettingsStore(this.sql);
     this.audit = new AuditLog(this.sql);
     this.jobs = new JobIndex(this.sql);
+    this.stateTrees = new StateTreeStore(this.sql);
   }
 
   // ---- org and API tokens ----
@@ -282,6 +286,27 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
     return { ok: true, ...this.settings.mergedFor(nodeId, entry.summary.labels) };
   }
 
+  // ---- state trees for state.apply ----
+
+  /** Stores the tree (write before send), then queues it in every live node's outbox. */
+  async pushStates(files: Record<string, string>, actor: string): Promise<Result<{ info: StateTreeInfo }>> {
+    const org = this.orgRow();
+    if (!org) return failure("not_found", "org not found");
+    const version = (await sha256Hex(canonicalJson(files))).slice(0, 16);
+    const info = this.stateTrees.store(version, files, actor);
+    this.audit.record(actor, "states.push", version, { files: info.files.length, bytes: info.bytes });
+    const update = this.stateTrees.update() as StatesUpdate;
+    const live = this.nodes.list(["approved", "active"]);
+    for (let i = 0; i < live.length; i += FAN_OUT_BATCH) {
+      await Promise.all(live.slice(i, i + FAN_OUT_BATCH).map((e) => nodeStub(this.env, org.name, e.summary.id).pushStates(update)));
+    }
+    return { ok: true, info };
+  }
+
+  stateTree(): StateTreeInfo | null {
+    return this.stateTrees.info();
+  }
+
   // ---- job index (kept current by each JobObject) ----
 
   indexJob(summary: JobSummary): void {
@@ -299,8 +324,8 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
 
   // ---- called by NodeObject ----
 
-  /** Marks the node active and online; returns its settings so the node object can queue them. */
-  async nodeConnected(nodeId: string, at: number): Promise<SettingsUpdate | null> {
+  /** Marks the node active and online; returns its settings and state tree so the node object can queue them. */
+  async nodeConnected(nodeId: string, at: number): Promise<{ settings: SettingsUpdate; states: StatesUpdate | null } | null> {
     const entry = this.nodes.get(nodeId);
     if (!entry) return null;
     if (entry.summary.state === "approved") {
@@ -308,7 +333,7 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
       this.audit.record(`node:${nodeId}`, "node.activate", nodeId);
     }
     this.nodes.setPresence(nodeId, true, at);
-    return this.settingsUpdateFor(nodeId, entry.summary.labels);
+    return { settings: await this.settingsUpdateFor(nodeId, entry.summary.labels), states: this.stateTrees.update() };
   }
 
   nodePresenceChanged(nodeId: string, online: boolean, lastSeen: number): void {

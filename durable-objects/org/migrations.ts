@@ -66,4 +66,12 @@ export const MIGRATIONS = [
      summary TEXT NOT NULL
    );
    CREATE INDEX jobs_active ON jobs (active, jid);`,
+  `CREATE TABLE state_tree (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     version TEXT NOT NULL,
+     files TEXT NOT NULL,
+     bytes INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL,
+     updated_by TEXT NOT NULL
+   );`,
 ] as const;

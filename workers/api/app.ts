@@ -9,6 +9,7 @@ import { jobRoutes } from "./routes/jobs.ts";
 import { nodeRoutes } from "./routes/nodes.ts";
 import { orgRoutes } from "./routes/orgs.ts";
 import { settingsRoutes } from "./routes/settings.ts";
+import { stateRoutes } from "./routes/states.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
 import { whoamiRoutes } from "./routes/whoami.ts";
 
@@ -56,6 +57,7 @@ export function buildApiApp(): Hono<ApiContext> {
   app.route("/api/v1", nodeRoutes);
   app.route("/api/v1", settingsRoutes);
   app.route("/api/v1", jobRoutes);
+  app.route("/api/v1", stateRoutes);
   app.notFound((c) => errorResponse(c, new ApiError("not_found", `no route for ${c.req.method} ${c.req.path}`)));
   app.onError((error, c) => {
     if (error instanceof ApiError) return errorResponse(c, error);
