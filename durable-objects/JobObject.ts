@@ -69,13 +69,15 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     return { ok: true, status: "running" };
   }
 
-  get(): JobRecord | null {
+  /** The record; while the job runs, acks not yet known are asked of the node objects first. */
+  async get(): Promise<JobRecord | null> {
     const job = this.job();
-    return job ? toRecord(job, this.targets()) : null;
+    if (!job) return null;
+    if (ACTIVE_STATUSES.includes(job.status as JobStatus)) await this.learnAcks(job, this.targets().filter((t) => t.state === "dispatched"));
+    return toRecord(job, this.targets());
   }
 
-  /** The agent accepted the dispatch (the node object saw its ack). */
-  acked(nodeId: string): void {
+  private acked(nodeId: string): void {
     const row = this.target(nodeId);
     if (!row || row.acked_at !== null) return;
     this.sql.exec("UPDATE targets SET acked_at = ?, state = CASE WHEN state = 'dispatched' THEN 'acked' ELSE state END WHERE node_id = ?", Date.now(), nodeId);
@@ -169,7 +171,7 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     const silent = this.targets().filter((t) => t.state === "dispatched" && t.action_id !== null);
     await Promise.all(
       silent.map(async (t) => {
-        await nodeStub(this.env, job.org, t.node_id).resend(t.action_id as string);
+        if (!(await nodeStub(this.env, job.org, t.node_id).resend(t.action_id as string))) return this.acked(t.node_id);
         this.sql.exec("UPDATE targets SET resent = 1 WHERE node_id = ?", t.node_id);
         this.emit("target.resent", t.node_id, {});
       }),
@@ -177,7 +179,21 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     this.sql.exec("UPDATE job SET resend_done = 1");
   }
 
+  /** Asks the targets' node objects whether their agents acked the dispatch, and records those that did. */
+  private async learnAcks(job: JobRow, targets: readonly TargetRow[]): Promise<void> {
+    const pending = targets.filter((t) => t.action_id !== null && t.acked_at === null && t.ret === null);
+    for (let i = 0; i < pending.length; i += DISPATCH_BATCH) {
+      const batch = pending.slice(i, i + DISPATCH_BATCH);
+      const acked = await Promise.all(batch.map((t) => nodeStub(this.env, job.org, t.node_id).isAcked(t.action_id as string)));
+      batch.forEach((t, k) => {
+        if (acked[k]) this.acked(t.node_id);
+      });
+    }
+  }
+
   private async markUnreachable(): Promise<void> {
+    const job = this.job() as JobRow;
+    await this.learnAcks(job, this.targets().filter((t) => t.online_at_dispatch === 0));
     const now = Date.now();
     for (const t of this.targets()) {
       if (t.ret !== null || t.online_at_dispatch === 1 || t.acked_at !== null) continue;
@@ -193,7 +209,9 @@ export class JobObject extends DurableObject<ObjectsEnv> {
   private async finishIfAllReturned(): Promise<void> {
     const job = this.job();
     if (!job || !ACTIVE_STATUSES.includes(job.status as JobStatus)) return;
-    if (this.targets().every((t) => t.ret !== null)) await this.finish("all_returned");
+    // A count, not a scan of every return: this runs once per return.
+    const open = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM targets WHERE ret IS NULL").one().n;
+    if (open === 0) await this.finish("all_returned");
   }
 
   /** Computed once: later returns are still stored, but the status stays. */
@@ -225,7 +243,8 @@ export class JobObject extends DurableObject<ObjectsEnv> {
   }
 
   private async indexInOrg(): Promise<void> {
-    const record = this.get();
+    const job = this.job();
+    const record = job ? toRecord(job, this.targets()) : null;
     if (!record) return;
     const { args: _args, targets: _targets, metadata: _metadata, timeout: _timeout, test: _test, finishedAt: _f, ...summary } = record;
     await orgStub(this.env, (this.job() as JobRow).org).indexJob(summary satisfies JobSummary);

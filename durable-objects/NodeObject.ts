@@ -123,12 +123,20 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
     return { online, actionId: entry.id };
   }
 
-  /** The job's one re-send to a silent target: the same action id, so the agent dedups. */
+  /**
+   * The job's one re-send to a silent target: the same action id, so the agent dedups.
+   * False when the agent has already acked the action (it left the outbox): not silent after all.
+   */
   resend(actionId: string): boolean {
     const entry = this.outbox.get(actionId);
     if (!entry) return false;
     this.sendToAgent(actionFrame(entry));
     return true;
+  }
+
+  /** Whether the agent acked the action. Jobs ask, rather than being told per ack, so acks cost the job object nothing. */
+  isAcked(actionId: string): boolean {
+    return this.outbox.get(actionId) === null;
   }
 
   cancelJob(jid: string): void {
@@ -206,7 +214,7 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
         await orgStub(this.env, identity.org).nodeFactsChanged(identity.node_id, message.facts);
         return;
       case "ack":
-        await this.tellJobsAccepted(identity.org, identity.node_id, this.outbox.ack(message.ids));
+        this.outbox.ack(message.ids);
         return;
       case "return":
         await this.routeReturn(ws, identity.org, identity.node_id, message);
@@ -279,12 +287,6 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
     );
     for (const entry of this.outbox.pending()) server.send(actionFrame(entry));
     return new Response(null, { status: 101, webSocket: client });
-  }
-
-  private async tellJobsAccepted(org: string, nodeId: string, acked: OutboxEntry[]): Promise<void> {
-    for (const entry of acked) {
-      if (entry.action.kind === "job.dispatch") await jobStub(this.env, org, entry.action.jid).acked(nodeId);
-    }
   }
 
   /**
