@@ -15,6 +15,7 @@ import { type DataDirContext, dataDirPaths, defaultDataDir } from "./state/data-
 import { readIdentity } from "./state/identity.ts";
 import { Outbox } from "./state/outbox.ts";
 import { SettingsStore } from "./state/settings.ts";
+import { StateTreeStore } from "./state/state-tree.ts";
 import { agentVersion } from "./version.ts";
 
 /** Everything a command touches in its process, injected so commands run in-process under test. */
@@ -117,7 +118,7 @@ const COMMANDS: readonly CommandDef[] = [
   },
   {
     name: "status",
-    summary: "Show the identity and settings kept in the data dir (no network)",
+    summary: "Show the identity, settings and state tree version kept in the data dir (no network)",
     usage: "zectre-agent status [--data-dir DIR] [--json]",
     description: ["Reads only the data dir, so it works while the control plane is unreachable."],
     options: { "data-dir": DATA_DIR, json: { type: "boolean", description: "Print JSON" } },
@@ -290,8 +291,11 @@ async function runStatus(values: Values, io: AgentIo): Promise<number> {
   const snapshot = settings.currentSettings();
   // Opening the outbox would create it; status only reads.
   const outbox = existsSync(paths.outbox) ? Outbox.open(paths.outbox).size : 0;
+  const tree = new StateTreeStore(paths.dir);
+  const statesVersion = tree.version();
+  const states = statesVersion === null ? null : { version: statesVersion, files: tree.files().length, dir: tree.dir };
   if (values.json === true) {
-    io.stdout.write(`${JSON.stringify({ dataDir: paths.dir, identity, settings: snapshot, outbox }, null, 2)}\n`);
+    io.stdout.write(`${JSON.stringify({ dataDir: paths.dir, identity, settings: snapshot, states, outbox }, null, 2)}\n`);
     return 0;
   }
   const settingsLine = snapshot
@@ -305,6 +309,7 @@ async function runStatus(values: Values, io: AgentIo): Promise<number> {
     ["Enrolled", `${identity.enrolledAt} (state then: ${identity.state})`],
     ["Public key", identity.publicKey],
     ["Settings", settingsLine],
+    ["States", states ? `version ${states.version}, ${states.files} file(s)` : "none received yet"],
     ["Outbox", `${outbox} message(s) waiting for an ack`],
     ["Data dir", paths.dir],
   ];

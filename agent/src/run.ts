@@ -1,4 +1,3 @@
-import { join } from "node:path";
 import { buildGrains } from "../../protocol/target.ts";
 import type { BackoffOptions } from "./backoff.ts";
 import { type CustomFacts, loadAgentConfig } from "./config.ts";
@@ -13,6 +12,7 @@ import type { Logger } from "./log.ts";
 import { openAgentState } from "./state/agent-state.ts";
 import { dataDirPaths } from "./state/data-dir.ts";
 import { loadCredentials } from "./state/identity.ts";
+import { StateTreeStore, statesUpdateHandler } from "./state/state-tree.ts";
 import { agentVersion } from "./version.ts";
 
 /**
@@ -45,12 +45,17 @@ export async function runAgent(options: RunOptions): Promise<number> {
   const state = openAgentState(paths);
   if (state.settings.loadProblem) log.warn("ignored the settings snapshot", { problem: state.settings.loadProblem });
   if (state.outbox.unreadable.length > 0) log.warn("skipped unreadable outbox files", { files: state.outbox.unreadable });
+  // Repairs what a crash in the middle of a states.update left behind: the tree is then old or new, never torn.
+  const states = new StateTreeStore(paths.dir);
+  const leftovers = states.recover();
+  if (leftovers.length > 0) log.info("cleaned up an interrupted state tree update", { removed: leftovers });
   log.info("starting", {
     version: agentVersion(),
     url: identity.url,
     org: identity.org,
     dataDir: paths.dir,
     settingsVersion: state.settings.currentSettings()?.version ?? null,
+    statesVersion: states.version(),
     outbox: state.outbox.size,
   });
 
@@ -76,6 +81,7 @@ export async function runAgent(options: RunOptions): Promise<number> {
     ...(options.backoff ? { backoff: options.backoff } : {}),
     ...(options.stableMs !== undefined ? { stableMs: options.stableMs } : {}),
   });
+  connection.handle("states.update", statesUpdateHandler(states, log));
   // Returns go through the outbox: stored first, sent when connected, resent until acked, also across restarts.
   const jobs = new JobRunner({
     ledger: state.ledger,
@@ -86,7 +92,7 @@ export async function runAgent(options: RunOptions): Promise<number> {
     // state.apply reads its tree from the data dir's state-file cache, so it also works offline.
     functions: [
       ...builtinFunctions(),
-      ...stateFunctions({ tree: () => join(paths.dir, "states"), node: () => ({ id: identity.nodeId, grains: buildGrains(facts(), {}) }) }),
+      ...stateFunctions({ tree: () => states.dir, node: () => ({ id: identity.nodeId, grains: buildGrains(facts(), {}) }) }),
     ],
     ...(options.jobQueueCapacity !== undefined ? { queueCapacity: options.jobQueueCapacity } : {}),
   });

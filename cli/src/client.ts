@@ -13,6 +13,7 @@ import type {
   SetLabelsBody,
   SettingRecord,
 } from "../../protocol/nodes.ts";
+import type { PushStatesBody, StateTreeInfo } from "../../protocol/states.ts";
 import { networkReason, oneLine } from "../../lib/network-errors.ts";
 import { CliError } from "./errors.ts";
 
@@ -159,6 +160,17 @@ export class ApiClient {
 
   deleteSetting(body: DeleteSettingBody): Promise<{ deleted: SettingRecord }> {
     return this.request("DELETE", "/api/v1/settings", { body });
+  }
+
+  // ---- state tree ----
+
+  /** Replaces the org's state tree; the server sends it to every agent through its outbox. */
+  pushStates(body: PushStatesBody): Promise<StateTreeInfo> {
+    return this.request("PUT", "/api/v1/states", { body });
+  }
+
+  getStates(): Promise<StateTreeInfo> {
+    return this.request("GET", "/api/v1/states");
   }
 
   // ---- jobs ----

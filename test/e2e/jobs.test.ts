@@ -1,4 +1,4 @@
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -69,6 +69,26 @@ describe("jobs end to end", () => {
     const list = await cli("job", "list");
     expect(list.stdout).toMatch(/^JID\s+FUNCTION\s+TARGET\s+STATE\s+USER/);
     expect(list.stdout).toContain("cmd.run");
+  });
+
+  it("pushes a state tree and applies it on a node; the second apply changes nothing", async () => {
+    const tree = mkdtempSync(join(tmpdir(), "zectre-states-"));
+    const target = join(tree, "out.txt");
+    writeFileSync(join(tree, "top.yaml"), '"job-a":\n  - demo\n');
+    writeFileSync(join(tree, "demo.yaml"), `demo_file:\n  file.managed:\n    - name: ${target}\n    - contents: "applied\\n"\n    - mode: "0640"\n`);
+    const pushed = await cli("state", "push", tree);
+    expect(pushed.code).toBe(0);
+    expect(pushed.stdout).toMatch(/^Pushed state tree [0-9a-f]{16} \(2 files/);
+    const changedFlags = async () => {
+      const res = await cli("run", "job-a", "state.apply", "--format", "json");
+      expect(res.code).toBe(0);
+      const record = JSON.parse(res.stdout) as { job: { targets: { return: { result: { results: { changed: boolean }[] } } }[] } };
+      return record.job.targets[0]?.return.result.results.map((r) => r.changed);
+    };
+    // The tree reaches the agent through its outbox; retry until the agent has it.
+    await expect.poll(async () => (await cli("run", "job-a", "state.apply")).code, { timeout: 15_000, interval: 500 }).toBe(0);
+    expect(readFileSync(target, "utf8")).toBe("applied\n");
+    expect(await changedFlags()).toEqual([false]);
   });
 
   it("cancels a running cmd.run 'sleep 60'", async () => {

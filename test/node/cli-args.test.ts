@@ -168,12 +168,13 @@ describe("command table", () => {
   const build = (entries: Entry[]) => buildRegistry(entries, GLOBAL_OPTIONS, "test");
 
   it("lists groups and commands in declaration order", () => {
-    expect([...registry.root.children.keys()]).toEqual(["login", "logout", "status", "run", "job", "token", "node", "settings", "help"]);
+    expect([...registry.root.children.keys()]).toEqual(["login", "logout", "status", "run", "job", "token", "node", "settings", "state", "help"]);
     expect([...(registry.find(["job"])?.children.keys() ?? [])]).toEqual(["list", "active", "show", "kill", "watch"]);
     expect([...(registry.find(["token"])?.children.keys() ?? [])]).toEqual(["create", "list", "revoke"]);
     expect([...(registry.find(["node"])?.children.keys() ?? [])]).toEqual(["list", "show", "facts", "label", "enroll", "token"]);
     expect([...(registry.find(["node", "enroll"])?.children.keys() ?? [])]).toEqual(["list", "approve", "reject", "revoke"]);
     expect([...(registry.find(["settings"])?.children.keys() ?? [])]).toEqual(["set", "get", "list", "unset"]);
+    expect([...(registry.find(["state"])?.children.keys() ?? [])]).toEqual(["push", "show"]);
   });
 
   it("accepts a new group declared in one list of entries", () => {

@@ -7,6 +7,7 @@ import { nodeEnrollCommands } from "./node-enroll.ts";
 import { nodeTokenCommands } from "./node-token.ts";
 import { runCommands } from "./run.ts";
 import { settingsCommands } from "./settings.ts";
+import { stateCommands } from "./state.ts";
 import { statusCommands } from "./status.ts";
 import { tokenCommands } from "./token.ts";
 
@@ -27,5 +28,6 @@ export const COMMAND_TABLE: readonly Entry[] = [
   ...nodeEnrollCommands,
   ...nodeTokenCommands,
   ...settingsCommands,
+  ...stateCommands,
   ...helpCommands,
 ];

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { CreateTokenBody, type TokenRecord } from "../../../protocol/api.ts";
@@ -32,6 +33,8 @@ import {
 } from "../../../protocol/jobs.ts";
 import type { JsonObject } from "../../../protocol/json.ts";
 import { buildGrains, resolveTarget, TargetParseError } from "../../../protocol/target.ts";
+import { canonicalJson } from "../../../protocol/agent-wire.ts";
+import { PushStatesBody, type StateTreeInfo } from "../../../protocol/states.ts";
 import { formatToken, mintToken, parseToken, type Scope, scopeAllows } from "../../../protocol/tokens.ts";
 
 /**
@@ -70,6 +73,8 @@ export interface FakeApi {
   readonly settings: SettingRecord[];
   /** Jobs by jid, in creation order. */
   readonly jobs: Map<string, FakeJob>;
+  /** The org's state tree (`PUT/GET /api/v1/states`), null until one is pushed. */
+  stateTree: (StateTreeInfo & { contents: Record<string, string> }) | null;
   /** Decides what each target of a new job does; defaults to `defaultJobBehavior`. */
   jobBehavior: JobBehavior;
   /**
@@ -88,6 +93,7 @@ interface StoredToken {
 }
 
 const CREATED_AT = "2026-01-05T10:20:30.000Z";
+export const STATES_UPDATED_AT = "2026-01-08T11:12:13.000Z";
 
 export async function startFakeApi(options: { org?: string; version?: string } = {}): Promise<FakeApi> {
   const org = options.org ?? "acme";
@@ -98,6 +104,7 @@ export async function startFakeApi(options: { org?: string; version?: string } =
   const canned: CannedReply[] = [];
   const fleet = startFleet(org);
   const jobs = startJobs(fleet.nodes);
+  let stateTree: FakeApi["stateTree"] = null;
 
   const addToken = (name: string, scope: Scope, createdBy: string, ttlSeconds?: number): StoredToken => {
     const parts = mintToken(org);
@@ -184,6 +191,31 @@ export async function startFakeApi(options: { org?: string; version?: string } =
       if (answer) send(res, answer.status, answer.body);
       return;
     }
+    if (path === "/api/v1/states") {
+      const info = (tree: NonNullable<FakeApi["stateTree"]>): StateTreeInfo => ({
+        version: tree.version,
+        files: tree.files,
+        bytes: tree.bytes,
+        updatedAt: tree.updatedAt,
+        updatedBy: tree.updatedBy,
+      });
+      if (method === "GET") return stateTree ? send(res, 200, info(stateTree)) : fail(res, "not_found", "no state tree has been pushed");
+      if (method === "PUT") {
+        if (!scopeAllows(identity.scope, "admin")) return fail(res, "forbidden", `this action needs the 'admin' scope; the token has '${identity.scope}'`);
+        const parsedBody = PushStatesBody.safeParse(body);
+        if (!parsedBody.success) return fail(res, "invalid_body", `invalid body: ${parsedBody.error.issues[0]?.message ?? "invalid"}`);
+        const contents = parsedBody.data.files;
+        stateTree = {
+          version: createHash("sha256").update(canonicalJson(contents)).digest("hex").slice(0, 16),
+          files: Object.keys(contents).sort(),
+          bytes: Object.values(contents).reduce((n, text) => n + Buffer.byteLength(text), 0),
+          updatedAt: STATES_UPDATED_AT,
+          updatedBy: `token:${identity.tokenId}(${identity.tokenName})`,
+          contents,
+        };
+        return send(res, 200, info(stateTree));
+      }
+    }
     if (/^\/api\/v1\/(enrollment-tokens|nodes|settings)(\/|$)/.test(path)) {
       const answer = fleet.route(method, url, body, identity.scope, `token:${identity.tokenId}(${identity.tokenName})`);
       return send(res, answer.status, answer.body);
@@ -205,6 +237,12 @@ export async function startFakeApi(options: { org?: string; version?: string } =
     nodes: fleet.nodes,
     settings: fleet.settings,
     jobs: jobs.jobs,
+    get stateTree() {
+      return stateTree;
+    },
+    set stateTree(tree: FakeApi["stateTree"]) {
+      stateTree = tree;
+    },
     get jobBehavior() {
       return jobs.behavior.current;
     },
