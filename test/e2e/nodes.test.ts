@@ -93,7 +93,15 @@ describe("nodes end to end", () => {
   it("marks a killed agent offline after three missed heartbeats", async () => {
     agent?.child.kill("SIGKILL");
     await agent?.exited;
-    await expect.poll(() => nodeOnline("e2e-1"), { timeout: 20_000, interval: 500 }).toBe(false);
+    // Generous under a loaded CI machine; on failure, show what the control plane saw.
+    const deadline = Date.now() + 40_000;
+    while (await nodeOnline("e2e-1")) {
+      if (Date.now() > deadline) {
+        const row = (await nodes()).find((n) => n.id === "e2e-1");
+        throw new Error(`still online 40 s after SIGKILL: ${JSON.stringify(row)}\n${plane.output.slice(-30).join("\n")}`);
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
   });
 
   it("revocation ends the agent and every later connect", async () => {
