@@ -23,6 +23,7 @@ async function callFunction(name: string, args: JsonObject): Promise<unknown> {
   const fn = builtinFunctions().find((f) => f.name === name);
   if (!fn) throw new Error(`no function ${name}`);
   return fn.run(args, {
+    test: false,
     jid: testJid(),
     signal: new AbortController().signal,
     facts: () => FIXED_FACTS,

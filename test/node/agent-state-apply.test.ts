@@ -455,9 +455,13 @@ describe("the state.apply job function", () => {
     const out = tempDir();
     const tree = writeTree({ "top.yaml": `web1: [m]\n`, "m.yaml": `m:\n  file.managed:\n    - name: ${out}/m\n` });
     const [applyFn] = stateFunctions({ tree: () => tree, node: () => NODE });
-    const context = { jid: "1", signal: new AbortController().signal, facts: () => { throw new Error("unused"); }, settings: () => null, functions: () => [], killGraceMs: 200 };
+    const context = { jid: "1", signal: new AbortController().signal, facts: () => { throw new Error("unused"); }, settings: () => null, functions: () => [], killGraceMs: 200, test: false };
     const dry = await applyFn?.run({ test: true }, context);
     expect(dry).toBeInstanceOf(FunctionOutcome);
+    expect(existsSync(join(out, "m"))).toBe(false);
+    // The dispatch's own test flag (zectre run --test) also makes it a real dry run, with per-state results.
+    const dispatchDry = (await applyFn?.run({}, { ...context, test: true })) as FunctionOutcome;
+    expect(dispatchDry).toMatchObject({ success: true, result: { test: true, results: [{ id: "m", result: null }] } });
     expect(existsSync(join(out, "m"))).toBe(false);
     const real = (await applyFn?.run({}, context)) as FunctionOutcome;
     expect(real).toMatchObject({ success: true, retcode: 0, error: null });

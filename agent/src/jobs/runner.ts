@@ -225,7 +225,7 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
     if (!fn) return { success: false, retcode: null, result: null, error: `function '${dispatch.function}' is not available` };
     if (signal.aborted) return aborted(signal, null);
 
-    if (dispatch.test && fn.mutates) {
+    if (dispatch.test && fn.mutates && !fn.dryRuns) {
       // A dry run: nothing executes, so nothing queues either.
       try {
         return { success: true, retcode: 0, result: { test: true, would: fn.describe?.(dispatch.args) ?? `run ${fn.name}` }, error: null };
@@ -262,6 +262,7 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
       settings: this.#options.settings,
       functions: () => this.#infos,
       killGraceMs: this.#killGraceMs,
+      test: dispatch.test,
     };
     return new Promise<Outcome>((resolve) => {
       let graceTimer: NodeJS.Timeout | undefined;

@@ -27,6 +27,8 @@ export interface FunctionContext {
   readonly functions: () => readonly FunctionInfo[];
   /** How long a process group gets between SIGTERM and SIGKILL. */
   readonly killGraceMs: number;
+  /** The dispatch asked for a dry run; only functions with `dryRuns` see it set, the runner answers for the rest. */
+  readonly test: boolean;
 }
 
 /**
@@ -53,6 +55,8 @@ export interface JobFunction extends FunctionInfo {
   run(args: JsonObject, context: FunctionContext): JsonValue | FunctionOutcome | Promise<JsonValue | FunctionOutcome>;
   /** Mutating functions only: what a dry run (`test: true`) would do, e.g. `run 'touch x' with /bin/sh`. May throw on bad arguments. */
   describe?(args: JsonObject): string;
+  /** Does its own dry run (like state.apply): with `test: true` the runner calls it instead of answering `would`. */
+  readonly dryRuns?: boolean;
 }
 
 /** A failure the caller caused (bad arguments, missing file): its message is the job's error, as is. */

@@ -34,7 +34,7 @@ export function stateNames(args: JsonObject): string[] | null {
 
 /** Dry run: the dispatch's `test` (a context field once the runner passes it) or `test=true` in the arguments. */
 function testMode(args: JsonObject, context: FunctionContext): boolean {
-  const fromContext = (context as FunctionContext & { readonly test?: unknown }).test;
+  const fromContext = context.test;
   const fromArgs = argument(args, "test");
   return fromContext === true || fromArgs === true || (typeof fromArgs === "string" && /^(true|1|yes)$/i.test(fromArgs));
 }
@@ -62,6 +62,7 @@ export function stateFunctions(options: StateFunctionOptions): JobFunction[] {
       name: "state.apply",
       doc: "Applies states from the local state tree (states= / name= / first positional, comma-separated; none: what top.yaml assigns); test=true for a dry run.",
       mutates: true,
+      dryRuns: true,
       describe: (args) => {
         const names = stateNames(args);
         return `apply ${names === null ? "the states top.yaml assigns" : names.join(", ")} from ${options.tree()}`;
