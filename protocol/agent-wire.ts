@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { JsonObject } from "./json.ts";
-import { type JobCancel, JobCancelSchema, type JobDispatch, JobDispatchSchema, ReturnMessage } from "./jobs.ts";
+import { type JobCancel, JobCancelSchema, type JobDispatch, JobDispatchSchema, ReportMessage, ReturnMessage } from "./jobs.ts";
 import { Facts, NodeId } from "./nodes.ts";
 import { type StatesUpdate, StatesUpdateSchema } from "./states.ts";
 
@@ -37,7 +37,7 @@ export const AckMessage = z
   .object({ type: z.literal("ack"), ...fromAgent, ids: z.array(z.string().min(1).max(128)).min(1).max(1000) })
   .strict();
 
-export const AgentMessage = z.discriminatedUnion("type", [FactsMessage, AckMessage, ReturnMessage]);
+export const AgentMessage = z.discriminatedUnion("type", [FactsMessage, AckMessage, ReturnMessage, ReportMessage]);
 export type AgentMessage = z.infer<typeof AgentMessage>;
 
 // ---- control plane → agent ----

@@ -208,3 +208,63 @@ export function exitCodeFor(counts: JobCounts): 0 | 2 | 3 | 4 {
   if (failed) return 2;
   return 0;
 }
+
+// ---- schedules: jobs an agent ran by itself ----
+
+/**
+ * Agent → control plane: a scheduled function the agent ran itself (also while
+ * offline), reported when `return_job` is set. Sent through the agent's outbox; the
+ * control plane stores it as a finished job with `metadata.source = "schedule"` and
+ * acks `id`. Resending the same `id` never makes a second job (the jid derives from it).
+ */
+export const ReportMessage = z
+  .object({
+    type: z.literal("job.report"),
+    v: z.literal(1),
+    nodeId: NodeId.optional(),
+    id: z.string().min(1).max(128),
+    function: FunctionName,
+    args: z.record(z.string(), z.json()),
+    /** The schedule's name, e.g. `metadata: {schedule: "uptime"}`; `source` is set by the server. */
+    metadata: z.record(z.string().max(64), z.string().max(1024)),
+    return: z
+      .object({
+        success: z.boolean(),
+        retcode: z.number().int().nullable(),
+        result: z.json(),
+        error: z.string().max(64 * 1024).nullable(),
+        durationMs: z.number().min(0),
+        startedAt: z.string().max(64).nullable(),
+      })
+      .strict(),
+  })
+  .strict();
+
+/** Settings key under which schedules are declared (merged like any setting: node > label > org). */
+export const SCHEDULES_SETTING = "schedules";
+
+/** One schedule, as declared in the `schedules` setting: `{"<name>": Schedule}`. */
+export const Schedule = z
+  .object({
+    function: FunctionName,
+    args: z.record(z.string(), z.json()).default({}),
+    /** Seconds between runs, or a duration like `90s`, `15m`, `1h`. Exactly one of interval or cron. */
+    interval: z.union([z.number().int().min(1), z.string().regex(/^\d+[smhd]?$/)]).optional(),
+    /** Five-field cron (minute hour day-of-month month day-of-week), in UTC. */
+    cron: z.string().max(128).optional(),
+    /** Up to this many seconds of random delay per run, so a fleet does not fire at once. */
+    splay: z.number().int().min(0).max(86_400).default(0),
+    run_on_start: z.boolean().default(false),
+    enabled: z.boolean().default(true),
+    return_job: z.boolean().default(false),
+    timeout: z.number().int().min(1).max(MAX_JOB_TIMEOUT_SECONDS).default(DEFAULT_JOB_TIMEOUT_SECONDS),
+  })
+  .strict()
+  .refine((s) => (s.interval === undefined) !== (s.cron === undefined), { message: "give exactly one of interval or cron" });
+
+/** A deterministic jid for a report, so a resent report finds its job instead of making another. */
+export async function reportJid(nodeId: string, reportId: string, startedAtMs: number): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${nodeId}\n${reportId}`)));
+  const suffix = ((((digest[0] as number) << 16) | ((digest[1] as number) << 8) | (digest[2] as number)) % 1_000_000).toString().padStart(6, "0");
+  return newJid(startedAtMs).slice(0, 17) + suffix;
+}
