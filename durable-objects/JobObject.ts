@@ -28,6 +28,16 @@ export interface JobSpec {
   user: string;
 }
 
+export interface ReportSpec {
+  org: string;
+  jid: string;
+  nodeId: string;
+  function: string;
+  args: JsonObject;
+  metadata: Record<string, string>;
+  ret: Omit<JobReturn, "synthetic">;
+}
+
 export type ReturnOutcome = "stored" | "duplicate" | "not_a_target" | "unknown_job";
 
 /** Dispatch fan-out calls this many node objects at once. */
@@ -67,6 +77,33 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     this.setStatus("running");
     await this.indexInOrg();
     return { ok: true, status: "running" };
+  }
+
+  /**
+   * A job the agent ran by itself (a schedule with return_job): stored already finished.
+   * The jid derives from the report, so a resent report finds this job and changes nothing.
+   */
+  async recordReport(report: ReportSpec): Promise<"stored" | "duplicate"> {
+    if (this.job()) return "duplicate";
+    const now = Date.now();
+    const stored: JobReturn = { ...report.ret, synthetic: false };
+    const status = finalStatus("all_returned", countsOf([{ ret: JSON.stringify(stored) } as TargetRow]));
+    this.sql.exec(
+      `INSERT INTO job (id, jid, org, function, args, target, timeout, test, metadata, status, user, created_at, updated_at, finished_at, resend_done, grace_done)
+       VALUES (1, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?, ?, 1, 1)`,
+      report.jid, report.org, report.function, JSON.stringify(report.args), `L@${report.nodeId}`,
+      JSON.stringify({ ...report.metadata, source: "schedule" }), status, `node:${report.nodeId}`, now, now, now,
+    );
+    this.sql.exec(
+      "INSERT INTO targets (node_id, state, online_at_dispatch, dispatched_at, acked_at, returned_at, ret) VALUES (?, 'returned', 1, ?, ?, ?, ?)",
+      report.nodeId, now, now, now, JSON.stringify(stored),
+    );
+    this.emit("job.created", null, { function: report.function, target: `L@${report.nodeId}`, targets: [report.nodeId] });
+    this.emit("target.returned", report.nodeId, { return: stored as unknown as JsonObject });
+    this.emit("job.finished", null, { status, counts: countsOf(this.targets()) as unknown as JsonObject });
+    await this.ctx.storage.setAlarm(now + retentionMs(this.env));
+    await this.indexInOrg();
+    return "stored";
   }
 
   /** The record; while the job runs, acks not yet known are asked of the node objects first. */

@@ -1,6 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import { type AgentMessage, CLOSE, PING_FRAME, PONG_FRAME, type SettingsUpdate, WIRE_VERSION } from "../protocol/agent-wire.ts";
-import type { JobDispatch } from "../protocol/jobs.ts";
+import { type JobDispatch, reportJid } from "../protocol/jobs.ts";
 import type { StatesUpdate } from "../protocol/states.ts";
 import { log } from "../workers/lib/log.ts";
 import { failure, type Result } from "../protocol/errors.ts";
@@ -219,6 +219,9 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
       case "return":
         await this.routeReturn(ws, identity.org, identity.node_id, message);
         return;
+      case "job.report":
+        await this.routeReport(ws, identity.org, identity.node_id, message);
+        return;
     }
   }
 
@@ -309,6 +312,16 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
   }
 
   /** Only the newest version of a kind matters: older queued ones are dropped, an unchanged one is not queued. */
+  /** A schedule's result becomes a finished job; acked once stored (a resend finds the same jid). */
+  private async routeReport(ws: WebSocket, org: string, nodeId: string, message: Extract<AgentMessage, { type: "job.report" }>): Promise<void> {
+    const started = message.return.startedAt === null ? Number.NaN : Date.parse(message.return.startedAt);
+    const jid = await reportJid(nodeId, message.id, Number.isFinite(started) ? started : Date.now());
+    await jobStub(this.env, org, jid).recordReport({
+      org, jid, nodeId, function: message.function, args: message.args, metadata: message.metadata, ret: message.return,
+    });
+    ws.send(JSON.stringify({ type: "ack", v: WIRE_VERSION, ids: [message.id] }));
+  }
+
   private queueVersioned(update: SettingsUpdate | StatesUpdate, versionKey: string): OutboxEntry | null {
     if (this.kv(versionKey) === update.version) return null;
     this.setKv(versionKey, update.version);

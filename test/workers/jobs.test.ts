@@ -254,3 +254,29 @@ describe("jobs: API errors, tenancy and the live stream", () => {
     expect((await replay.text()).match(/^data: /gm)).toHaveLength(2);
   });
 });
+
+describe("jobs: reports from agent schedules", () => {
+  it("stores a report as a finished job with source=schedule; a resend makes no second job", async () => {
+    const { name, adminToken } = await createOrg("jobs-report");
+    const a = await onlineAgent(adminToken, name, "r-1");
+    const report = {
+      type: "job.report", v: 1, id: "sched-uptime-1", function: "cmd.run", args: { cmd: "uptime" }, metadata: { schedule: "uptime" },
+      return: { success: false, retcode: 2, result: { stdout: "", stderr: "no", retcode: 2 }, error: "command exited with code 2", durationMs: 5, startedAt: "2026-11-23T10:00:00.000Z" },
+    };
+    for (let i = 0; i < 2; i++) {
+      const from = a.socket.messages.length;
+      a.socket.send(report);
+      expect(await a.socket.next("ack", from)).toMatchObject({ ids: ["sched-uptime-1"] });
+    }
+    const list = await call<{ jobs: { jid: string; function: string; status: string; user: string }[] }>("GET", "/api/v1/jobs", { token: adminToken });
+    expect(list.body.jobs).toHaveLength(1);
+    expect(list.body.jobs[0]).toMatchObject({ function: "cmd.run", status: "failed", user: "node:r-1" });
+    expect(list.body.jobs[0]?.jid.startsWith("20261123100000000")).toBe(true);
+    const job = await call<{ job: { metadata: Record<string, string>; targets: { nodeId: string; return: { retcode: number } }[] } }>(
+      "GET", `/api/v1/jobs/${list.body.jobs[0]?.jid}`, { token: adminToken },
+    );
+    expect(job.body.job.metadata).toEqual({ schedule: "uptime", source: "schedule" });
+    expect(job.body.job.targets).toMatchObject([{ nodeId: "r-1", return: { retcode: 2 } }]);
+    a.socket.ws.close(1000);
+  });
+});
