@@ -73,7 +73,7 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     this.emit("job.created", null, { function: spec.function, target: spec.target, targets: spec.targets });
     await this.ctx.storage.setAlarm(now + Math.min(RESEND_AFTER_MS, spec.timeout * 1000));
     await this.indexInOrg();
-    await this.dispatchAll(spec);
+    await this.dispatchTo(spec, spec.targets);
     this.setStatus("running");
     await this.indexInOrg();
     return { ok: true, status: "running" };
@@ -177,6 +177,7 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     }
     const deadline = job.created_at + job.timeout * 1000;
     if (now >= deadline) return this.finish("deadline");
+    await this.dispatchMissing(job);
     if (!job.resend_done && now >= job.created_at + RESEND_AFTER_MS) await this.resendToSilentTargets(job);
     if (!job.grace_done && now >= job.created_at + UNREACHABLE_AFTER_MS) await this.markUnreachable();
     if (!ACTIVE_STATUSES.includes((this.job() as JobRow).status as JobStatus)) return;
@@ -191,10 +192,24 @@ export class JobObject extends DurableObject<ObjectsEnv> {
 
   // ---- internals ----
 
-  private async dispatchAll(spec: JobSpec): Promise<void> {
+  /**
+   * After a crash in the middle of start(), some targets may never have been dispatched;
+   * the alarm (set before dispatching) sends theirs. A repeat is harmless: the agent dedups by jid and epoch.
+   */
+  private async dispatchMissing(job: JobRow): Promise<void> {
+    const missing = this.sql.exec<{ node_id: string }>("SELECT node_id FROM targets WHERE action_id IS NULL AND ret IS NULL").toArray();
+    if (missing.length === 0) return;
+    await this.dispatchTo(
+      { org: job.org, jid: job.jid, function: job.function, args: JSON.parse(job.args) as JsonObject, timeout: job.timeout, test: job.test === 1 },
+      missing.map((r) => r.node_id),
+    );
+    this.setStatus("running");
+  }
+
+  private async dispatchTo(spec: Pick<JobSpec, "org" | "jid" | "function" | "args" | "timeout" | "test">, targets: readonly string[]): Promise<void> {
     const action = { kind: "job.dispatch" as const, jid: spec.jid, epoch: EPOCH, function: spec.function, args: spec.args, timeout: spec.timeout, test: spec.test };
-    for (let i = 0; i < spec.targets.length; i += DISPATCH_BATCH) {
-      const batch = spec.targets.slice(i, i + DISPATCH_BATCH);
+    for (let i = 0; i < targets.length; i += DISPATCH_BATCH) {
+      const batch = targets.slice(i, i + DISPATCH_BATCH);
       const results = await Promise.all(batch.map((nodeId) => nodeStub(this.env, spec.org, nodeId).dispatch(action)));
       batch.forEach((nodeId, k) => {
         const sent = results[k] as { online: boolean; actionId: string };

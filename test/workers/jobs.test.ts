@@ -255,6 +255,25 @@ describe("jobs: API errors, tenancy and the live stream", () => {
   });
 });
 
+describe("jobs: crash recovery", () => {
+  it("dispatches targets a crash left undispatched when the alarm runs", async () => {
+    const { name, adminToken } = await createOrg("jobs-crash");
+    const a = await onlineAgent(adminToken, name, "z-1");
+    const created = await submit(adminToken, { targets: ["z-1"], function: "test.ping" });
+    await waitForAction(a.socket, "job.dispatch", created.body.jid);
+    // As if start() died after writing the job but before this target's dispatch was recorded.
+    await runInDurableObject(jobObject(name, created.body.jid), (_i, state) => {
+      state.storage.sql.exec("UPDATE targets SET action_id = NULL");
+    });
+    const from = a.socket.messages.length;
+    expect(await runDurableObjectAlarm(jobObject(name, created.body.jid))).toBe(true);
+    const again = await waitForAction(a.socket, "job.dispatch", created.body.jid, from);
+    expect(again.action).toMatchObject({ jid: created.body.jid, epoch: 1 });
+    await acceptAndReturn(a.socket, created.body.jid, { success: true, result: true });
+    expect((await getJob(adminToken, created.body.jid)).status).toBe("complete");
+  });
+});
+
 describe("jobs: reports from agent schedules", () => {
   it("stores a report as a finished job with source=schedule; a resend makes no second job", async () => {
     const { name, adminToken } = await createOrg("jobs-report");
