@@ -18,9 +18,10 @@ export interface RunningAgent {
   stop(): Promise<number>;
 }
 
-export function startAgent(dataDir: string, extraArgs: string[] = []): RunningAgent {
+export function startAgent(dataDir: string, extraArgs: string[] = [], env: Record<string, string> = {}): RunningAgent {
   const child = spawn(process.execPath, [AGENT_BIN, "run", "--data-dir", dataDir, ...extraArgs], {
     cwd: PROJECT_ROOT,
+    env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const lines: string[] = [];

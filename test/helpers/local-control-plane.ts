@@ -1,4 +1,5 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { connect } from "node:net";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +17,8 @@ export interface LocalControlPlane {
   operatorSecret(): string;
   stop(): Promise<void>;
   restart(): Promise<void>;
+  /** SIGKILL to the launcher, wrangler and workerd at once: no graceful anything. */
+  crash(): Promise<void>;
 }
 
 const READY_LINE = "Zectre control plane is running";
@@ -47,6 +50,23 @@ function launch(root: string, apiPort: number, proxyPort: number, output: string
       reject(new Error(`control plane exited with ${code} before ready:\n${output.join("\n")}`));
     });
   });
+}
+
+/** workerd can linger a moment after SIGKILL; the port is what matters. */
+async function waitForPortFree(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const inUse = await new Promise<boolean>((resolve) => {
+      const socket = connect({ host: "127.0.0.1", port });
+      socket.once("connect", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once("error", () => resolve(false));
+    });
+    if (!inUse) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`port ${port} still in use after the crash`);
 }
 
 async function terminate(child: ChildProcess): Promise<void> {
@@ -92,6 +112,26 @@ export async function startLocalControlPlane(options: LaunchOptions = {}): Promi
       await terminate(child);
       output.length = 0;
       child = await launch(root, apiPort, proxyPort, output, options);
+    },
+    async crash() {
+      // wrangler runs in its own process groups (with workerd inside); find them by the state dir they serve.
+      const stateDir = join(root, ".zectre/state");
+      const pids = execFileSync("ps", ["-eo", "pid,args"], { encoding: "utf8" })
+        .split("\n")
+        .filter((line) => line.includes(stateDir) && line.includes("wrangler"))
+        .map((line) => Number(line.trim().split(/\s+/)[0]));
+      for (const pid of pids) {
+        try {
+          process.kill(-pid, "SIGKILL");
+        } catch {
+          // Already gone.
+        }
+      }
+      const exited = new Promise<void>((r) => child.once("exit", () => r()));
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exited;
+      await waitForPortFree(apiPort);
+      await waitForPortFree(proxyPort);
     },
   };
 }
