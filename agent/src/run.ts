@@ -6,6 +6,7 @@ import { EXIT_REVOKED } from "./errors.ts";
 import { collectFacts } from "./facts.ts";
 import { builtinFunctions } from "./jobs/functions/index.ts";
 import { JobRunner } from "./jobs/runner.ts";
+import { Scheduler } from "./schedules/scheduler.ts";
 import { stateFunctions } from "./state-apply/function.ts";
 import { ed25519Signer } from "./keys.ts";
 import type { Logger } from "./log.ts";
@@ -97,12 +98,17 @@ export async function runAgent(options: RunOptions): Promise<number> {
     ...(options.jobQueueCapacity !== undefined ? { queueCapacity: options.jobQueueCapacity } : {}),
   });
   jobs.attach(connection);
+  // Schedules run from the last-known-good snapshot right away, connected or not; reports wait in the outbox.
+  const schedules = new Scheduler({ runner: jobs, enqueue: (message) => connection.enqueue(message), logger: log });
+  const unsubscribeSchedules = schedules.attach(state.settings);
+  // Disarms the schedules, aborts every run (dispatched or scheduled), and waits until their returns and reports are stored.
+  const stopWork = () => Promise.all([schedules.stop(), jobs.stop()]).then(() => undefined);
 
   let stopping: Promise<void> | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
     log.info("stopping", { signal });
     // Jobs first, while still connected: their returns ("agent stopped") can still reach the server now.
-    stopping ??= jobs.stop().then(() => connection.stop());
+    stopping ??= stopWork().then(() => connection.stop());
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
@@ -118,7 +124,8 @@ export async function runAgent(options: RunOptions): Promise<number> {
     process.off("SIGTERM", onSignal);
     process.off("SIGINT", onSignal);
     // Also after a refusal: whatever still runs is stopped and its return stored for a later run to send.
-    await jobs.stop();
+    unsubscribeSchedules();
+    await stopWork();
     state.close();
   }
 }

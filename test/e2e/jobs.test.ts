@@ -117,4 +117,37 @@ describe("jobs end to end", () => {
     expect(record.targets.find((t) => t.nodeId === "job-a")?.return?.success).toBe(true);
     expect(record.targets.find((t) => t.nodeId === "job-b")?.return).toBeNull();
   });
+
+  it("runs schedules from settings on the agent, also while the control plane is down, and reports them as jobs", async () => {
+    const schedules = { ping: { function: "test.ping", interval: 1, run_on_start: true, return_job: true } };
+    expect((await cli("settings", "set", "schedules", JSON.stringify(schedules), "--node", "job-a")).code).toBe(0);
+    const scheduled = async () => {
+      const res = await cli("job", "list", "--limit", "500", "--format", "json");
+      return (JSON.parse(res.stdout) as { jobs: { jid: string; user: string; function: string }[] }).jobs.filter(
+        (j) => j.user === "node:job-a" && j.function === "test.ping",
+      );
+    };
+    await expect.poll(async () => (await scheduled()).length, { timeout: 20_000, interval: 500 }).toBeGreaterThan(0);
+    const first = (await scheduled())[0] as { jid: string };
+    const record = (await cli("job", "show", first.jid, "--format", "json")).stdout;
+    expect(JSON.parse(record)).toMatchObject({ job: { metadata: { schedule: "ping", source: "schedule" }, status: "complete" } });
+
+    // Runs made while the control plane is away arrive when it is back.
+    await plane.stop();
+    const downAt = Date.now();
+    await new Promise((r) => setTimeout(r, 3000));
+    const upAt = Date.now();
+    await plane.restart();
+    await expect
+      .poll(async () => (await scheduled()).filter((j) => jidTime(j.jid) > downAt && jidTime(j.jid) < upAt).length, { timeout: 30_000, interval: 1000 })
+      .toBeGreaterThan(0);
+    expect((await cli("settings", "unset", "schedules", "--node", "job-a")).code).toBe(0);
+  });
 });
+
+/** A jid starts with its UTC time: YYYYMMDDhhmmssSSS. */
+function jidTime(jid: string): number {
+  const m = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{3})/.exec(jid);
+  if (!m) return 0;
+  return Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]), Number(m[7]));
+}

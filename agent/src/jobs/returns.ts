@@ -56,7 +56,7 @@ export function errorText(error: unknown): string {
   return text.length > MAX_ERROR_CHARS ? `${text.slice(0, MAX_ERROR_CHARS - 1)}…` : text;
 }
 
-export function frameBytes(message: ReturnEnvelope): number {
+export function frameBytes(message: object): number {
   return Buffer.byteLength(JSON.stringify(message));
 }
 
@@ -66,10 +66,10 @@ export function frameBytes(message: ReturnEnvelope): number {
  * possible, so two big streams each keep a fair share. A result that does not
  * fit even with every string emptied (a huge array) is dropped for an error.
  */
-export function fitToFrame(message: ReturnEnvelope, budget: number = FRAME_BUDGET): ReturnEnvelope {
+export function fitToFrame<M extends { return: JobReturnBody }>(message: M, budget: number = FRAME_BUDGET): M {
   if (frameBytes(message) <= budget) return message;
   const result = message.return.result;
-  const withCap = (cap: number): ReturnEnvelope => ({ ...message, return: { ...message.return, result: capStrings(result, cap) } });
+  const withCap = (cap: number): M => ({ ...message, return: { ...message.return, result: capStrings(result, cap) } });
   if (frameBytes(withCap(0)) > budget) {
     const bytes = frameBytes(message);
     return { ...message, return: { ...message.return, success: false, result: null, error: `the result is too large to return (${bytes} bytes)` } };

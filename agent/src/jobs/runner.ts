@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
 import type { JobDispatch } from "../../../protocol/jobs.ts";
-import type { JsonValue } from "../../../protocol/json.ts";
+import type { JsonObject, JsonValue } from "../../../protocol/json.ts";
 import type { Facts } from "../../../protocol/nodes.ts";
 import type { AgentConnection } from "../connection.ts";
 import type { Logger } from "../log.ts";
@@ -8,7 +8,7 @@ import type { DedupLedger } from "../state/ledger.ts";
 import type { SettingsSnapshot } from "../state/settings.ts";
 import { builtinFunctions } from "./functions/index.ts";
 import { DEFAULT_QUEUE_CAPACITY, QueueFullError, SerialQueue } from "./queue.ts";
-import { errorText, fitToFrame, type ReturnEnvelope, returnId, toJson } from "./returns.ts";
+import { errorText, fitToFrame, type JobReturnBody, type ReturnEnvelope, returnId, toJson } from "./returns.ts";
 import { abortReason, type FunctionContext, type FunctionInfo, FunctionOutcome, type JobFunction, JobAbort } from "./types.ts";
 
 /**
@@ -138,22 +138,30 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
     }
     // Durable before anything runs: after a crash, a resend of this dispatch is dropped, not run twice.
     this.#options.ledger.record(jid, epoch);
-    const controller = new AbortController();
-    const execution: Execution = {
-      dispatch,
-      controller,
-      acceptedAt: new Date(),
-      startedMs: performance.now(),
-      // The timeout counts from acceptance, time spent queued included, like the job's deadline.
-      timer: setTimeout(() => controller.abort(JobAbort.timeout(dispatch.timeout)), Math.min(dispatch.timeout * 1000, MAX_TIMER_MS)),
-      done: Promise.resolve(),
-    };
-    let set = this.#executions.get(jid);
-    if (!set) this.#executions.set(jid, (set = new Set()));
-    set.add(execution);
+    const execution = this.#track(dispatch);
     // Started on the next turn, so the action's ack leaves before a fast job's return.
     execution.done = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#execute(execution));
     return "started";
+  }
+
+  /**
+   * Runs a function for the agent itself (a schedule), with a dispatched job's
+   * semantics: the mutating queue, `timeoutSeconds` (counted from the call) and
+   * abort on `stop()` (or `cancel(id)`). Nothing is recorded in the ledger or
+   * sent: the outcome is returned, and never rejects. `id` names the execution
+   * (the function context's `jid`, and `cancel`'s key); it must not look like a jid.
+   */
+  async runLocal(fn: string, args: JsonObject, timeoutSeconds: number, id: string): Promise<JobReturnBody> {
+    if (this.#stopped) {
+      return { success: false, retcode: null, result: null, error: JobAbort.stopped().message, durationMs: 0, startedAt: new Date().toISOString() };
+    }
+    const execution = this.#track({ kind: "job.dispatch", jid: id, epoch: 0, function: fn, args, timeout: timeoutSeconds, test: false });
+    const body = this.#outcome(execution).then((outcome) => {
+      this.#forget(execution);
+      return outcome;
+    });
+    execution.done = body.then(() => undefined);
+    return body;
   }
 
   /** Aborts every execution of `jid`, queued or running; returns how many. Unknown or finished jids are a no-op. */
@@ -184,10 +192,32 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
     await this.idle();
   }
 
-  async #execute(execution: Execution): Promise<void> {
-    const { jid, epoch, function: name } = execution.dispatch;
-    this.#log.info("job started", { jid, epoch, function: name, test: execution.dispatch.test });
-    this.emit("started", { jid, epoch, function: name });
+  /** Starts the execution's clock and registers it, so cancel, stop and idle see it. */
+  #track(dispatch: JobDispatch): Execution {
+    const controller = new AbortController();
+    const execution: Execution = {
+      dispatch,
+      controller,
+      acceptedAt: new Date(),
+      startedMs: performance.now(),
+      // The timeout counts from acceptance, time spent queued included, like the job's deadline.
+      timer: setTimeout(() => controller.abort(JobAbort.timeout(dispatch.timeout)), Math.min(dispatch.timeout * 1000, MAX_TIMER_MS)),
+      done: Promise.resolve(),
+    };
+    let set = this.#executions.get(dispatch.jid);
+    if (!set) this.#executions.set(dispatch.jid, (set = new Set()));
+    set.add(execution);
+    return execution;
+  }
+
+  #forget(execution: Execution): void {
+    const set = this.#executions.get(execution.dispatch.jid);
+    set?.delete(execution);
+    if (set?.size === 0) this.#executions.delete(execution.dispatch.jid);
+  }
+
+  /** Performs the execution and times it; never rejects. */
+  async #outcome(execution: Execution): Promise<JobReturnBody> {
     let outcome: Outcome;
     try {
       outcome = await this.#perform(execution);
@@ -197,22 +227,22 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
     }
     clearTimeout(execution.timer);
     const durationMs = Math.round(performance.now() - execution.startedMs);
-    const message = fitToFrame({
-      type: "return",
-      v: 1,
-      id: returnId(jid, epoch),
-      jid,
-      epoch,
-      return: { ...outcome, durationMs, startedAt: execution.acceptedAt.toISOString() },
-    });
+    return { ...outcome, durationMs, startedAt: execution.acceptedAt.toISOString() };
+  }
+
+  async #execute(execution: Execution): Promise<void> {
+    const { jid, epoch, function: name } = execution.dispatch;
+    this.#log.info("job started", { jid, epoch, function: name, test: execution.dispatch.test });
+    this.emit("started", { jid, epoch, function: name });
+    const body = await this.#outcome(execution);
+    const { durationMs } = body;
+    const message = fitToFrame({ type: "return", v: 1, id: returnId(jid, epoch), jid, epoch, return: body } satisfies ReturnEnvelope);
     try {
       this.#options.enqueue(message);
     } catch (error) {
       this.#log.error("could not store a job return", { jid, epoch, error: errorText(error) });
     }
-    const set = this.#executions.get(jid);
-    set?.delete(execution);
-    if (set?.size === 0) this.#executions.delete(jid);
+    this.#forget(execution);
     const { success, retcode, error } = message.return;
     this.#log.info("job finished", { jid, epoch, function: name, success, retcode, durationMs, ...(error === null ? {} : { error }) });
     this.emit("finished", message);

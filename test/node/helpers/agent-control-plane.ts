@@ -5,6 +5,7 @@ import { type WebSocket, WebSocketServer } from "ws";
 import { PING_FRAME, PONG_FRAME } from "../../../protocol/agent-wire.ts";
 import { fromBase64Url } from "../../../protocol/base64url.ts";
 import { ERROR_STATUS, type ErrorBody, type ErrorCode } from "../../../protocol/errors.ts";
+import { ReportMessage } from "../../../protocol/jobs.ts";
 import { ChallengeBody, connectSigningInput, EnrollBody, type EnrollmentState } from "../../../protocol/nodes.ts";
 
 /**
@@ -61,6 +62,10 @@ export class FakeControlPlane {
   /** Connect attempts the server refused, with why. */
   readonly refusedConnects: string[] = [];
   readonly sessions: AgentSession[] = [];
+  /** Valid `job.report` messages (schedule runs), as stored: one per id, however often it was resent. */
+  readonly reports = new Map<string, ReturnType<typeof ReportMessage.parse>>();
+  /** `job.report` messages that failed the protocol schema (never acked), with the problem. */
+  readonly invalidReports: { message: unknown; problem: string }[] = [];
   autoAck: boolean;
   /** Leave pings unanswered, like a half-dead connection. */
   silent = false;
@@ -214,6 +219,15 @@ export class FakeControlPlane {
           message = text;
         }
         received.push(message);
+        if (isRecord(message) && message.type === "job.report") {
+          // Like the control plane: a report is stored (idempotently, by id) and acked only if it is valid.
+          const report = ReportMessage.safeParse(message);
+          if (!report.success) {
+            this.invalidReports.push({ message, problem: report.error.issues[0]?.message ?? "invalid" });
+            return;
+          }
+          if (!this.reports.has(report.data.id)) this.reports.set(report.data.id, report.data);
+        }
         if (this.autoAck && isRecord(message) && typeof message.id === "string" && message.type !== "ack") {
           ws.send(JSON.stringify({ type: "ack", v: 1, ids: [message.id] }));
         }
