@@ -288,7 +288,7 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
         serverTime: new Date(now).toISOString(),
       }),
     );
-    for (const entry of this.outbox.pending()) server.send(actionFrame(entry));
+    for (const entry of this.outbox.pending()) this.deliver(server, actionFrame(entry));
     return new Response(null, { status: 101, webSocket: client });
   }
 
@@ -336,7 +336,13 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
   }
 
   private sendToAgent(frame: string): void {
-    for (const ws of this.openSockets()) ws.send(frame);
+    for (const ws of this.openSockets()) this.deliver(ws, frame);
+  }
+
+  /** Every action frame goes out here, so the duplicate-delivery fault switch covers them all. */
+  private deliver(ws: WebSocket, frame: string): void {
+    ws.send(frame);
+    if (this.env.FAULT_DUPLICATE_DELIVERY === "1") ws.send(frame);
   }
 
   private openSockets(): WebSocket[] {

@@ -7,6 +7,8 @@ export interface ObjectsEnv {
   ORG: DurableObjectNamespace<OrgObject>;
   NODE: DurableObjectNamespace<NodeObject>;
   JOB: DurableObjectNamespace<JobObject>;
+  /** Fault injection for tests ("1"): node objects send every action frame twice. Never set in production. */
+  FAULT_DUPLICATE_DELIVERY?: string;
   /** How long finished jobs and their returns are kept (default 7). */
   JOB_RETENTION_DAYS?: string;
   /** Agents ping this often; 3 missed pings mark a node offline. */

@@ -23,6 +23,7 @@ Options:
   --no-agent       do not start a local agent (by default one runs from .zectre/agent)
   --heartbeat-seconds N   agents' heartbeat interval (default 10; 3 missed = offline)
   --quiet          do not echo wrangler's and the agent's output
+  --fault-duplicate-delivery   test only: node objects send every action twice
   -h, --help       this help
 `;
 
@@ -50,6 +51,7 @@ function options() {
       quiet: { type: "boolean", default: false },
       "no-agent": { type: "boolean", default: false },
       "heartbeat-seconds": { type: "string" },
+      "fault-duplicate-delivery": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
@@ -61,6 +63,7 @@ function options() {
     proxyPort: parsePort(values["proxy-port"], "--proxy-port"),
     stateDir: values["state-dir"],
     agent: !values["no-agent"],
+    faultDuplicateDelivery: values["fault-duplicate-delivery"],
     heartbeatSeconds: values["heartbeat-seconds"] === undefined ? undefined : parsePositive(values["heartbeat-seconds"]),
   };
 }

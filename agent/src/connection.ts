@@ -81,6 +81,8 @@ export interface AgentConnectionOptions {
   readonly createWebSocket?: WebSocketFactory;
   /** Handlers for action kinds; `settings.update` has a built-in one that writes the snapshot. */
   readonly actions?: ActionHandlers;
+  /** Fault injection for tests: every outbox message (returns, reports) is sent twice. */
+  readonly duplicateSends?: boolean;
 }
 
 /** Why `run()` ended: stopped on request, or the control plane refused the node for good. */
@@ -193,7 +195,7 @@ export class AgentConnection extends EventEmitter<ConnectionEvents> {
    */
   enqueue(message: OutboxMessage): string {
     const id = this.#options.outbox.enqueue(message);
-    if (this.connected) this.#sendJson(message);
+    if (this.connected) this.#sendOutboxMessage(message);
     return id;
   }
 
@@ -446,7 +448,7 @@ export class AgentConnection extends EventEmitter<ConnectionEvents> {
     this.emit("welcome", message);
     this.#lastFactsSent = undefined;
     this.#sendFacts();
-    for (const pending of this.#options.outbox.pending()) this.#sendJson(pending);
+    for (const pending of this.#options.outbox.pending()) this.#sendOutboxMessage(pending);
   }
 
   async #handleAction(message: ActionMessage, socket: WebSocket): Promise<void> {
@@ -517,6 +519,11 @@ export class AgentConnection extends EventEmitter<ConnectionEvents> {
     this.#sendJson(message);
     this.#lastFactsSent = key;
     this.emit("facts-sent", facts);
+  }
+
+  #sendOutboxMessage(message: object): void {
+    this.#sendJson(message);
+    if (this.#options.duplicateSends) this.#sendJson(message);
   }
 
   #sendJson(message: object): void {

@@ -82,7 +82,7 @@ const COMMANDS: readonly CommandDef[] = [
       "exponential backoff and full jitter. Logs are JSON lines on stdout. Exits 0 on SIGTERM or SIGINT,",
       "1 when it cannot start, and 3 when the control plane rejected or revoked this node.",
       "",
-      "Environment (for tests): ZECTRE_AGENT_BACKOFF_BASE_MS, ZECTRE_AGENT_BACKOFF_CAP_MS, ZECTRE_AGENT_STABLE_MS.",
+      "Environment (for tests): ZECTRE_AGENT_BACKOFF_BASE_MS, ZECTRE_AGENT_BACKOFF_CAP_MS, ZECTRE_AGENT_STABLE_MS, ZECTRE_AGENT_FAULT_DUPLICATE_SENDS=1 (fault injection: every return and report is sent twice).",
     ],
     options: {
       "data-dir": DATA_DIR,
@@ -246,6 +246,7 @@ async function runRun(values: Values, io: AgentIo): Promise<number> {
       capMs: envMs(io, "ZECTRE_AGENT_BACKOFF_CAP_MS") ?? DEFAULT_BACKOFF_CAP_MS,
     },
     stableMs: envMs(io, "ZECTRE_AGENT_STABLE_MS") ?? DEFAULT_STABLE_MS,
+    duplicateSends: io.env.ZECTRE_AGENT_FAULT_DUPLICATE_SENDS === "1",
     onRefused: (end) => io.stderr.write(`zectre-agent: error: ${oneLine(end.message)}\n`),
   });
 }

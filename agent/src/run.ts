@@ -23,6 +23,8 @@ import { agentVersion } from "./version.ts";
  */
 
 export interface RunOptions {
+  /** Fault injection for tests: send every return and report twice. */
+  readonly duplicateSends?: boolean;
   readonly dataDir: string;
   readonly logger: Logger;
   /** `--fact` flags, on top of config.json's facts. */
@@ -81,6 +83,7 @@ export async function runAgent(options: RunOptions): Promise<number> {
     ...(options.factsIntervalMs !== undefined ? { factsIntervalMs: options.factsIntervalMs } : {}),
     ...(options.backoff ? { backoff: options.backoff } : {}),
     ...(options.stableMs !== undefined ? { stableMs: options.stableMs } : {}),
+    ...(options.duplicateSends ? { duplicateSends: true } : {}),
   });
   connection.handle("states.update", statesUpdateHandler(states, log));
   // Returns go through the outbox: stored first, sent when connected, resent until acked, also across restarts.

@@ -18,6 +18,8 @@ export interface ControlPlaneOptions {
   stateDir: string;
   /** Overrides the agents' heartbeat interval (tests use 1 s to see offline nodes quickly). */
   heartbeatSeconds?: number | undefined;
+  /** Test-only fault injection: node objects send every action twice. */
+  faultDuplicateDelivery?: boolean | undefined;
   /** Where wrangler's own output goes, besides the console. */
   onOutput?: (component: string, line: string) => void;
 }
@@ -114,6 +116,7 @@ export async function startWorkers(options: ControlPlaneOptions, operatorSecret:
       "--var", `OPERATOR_SECRET:${operatorSecret}`,
       "--test-scheduled",
       ...(options.heartbeatSeconds === undefined ? [] : ["--var", `HEARTBEAT_SECONDS:${options.heartbeatSeconds}`]),
+      ...(options.faultDuplicateDelivery ? ["--var", "FAULT_DUPLICATE_DELIVERY:1"] : []),
       "--inspector-port", String(apiInspector),
       ...common,
     ],

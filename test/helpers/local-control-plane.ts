@@ -27,12 +27,15 @@ export interface LaunchOptions {
   /** Start the launcher's own local agent (off by default so tests control their nodes). */
   agent?: boolean;
   heartbeatSeconds?: number;
+  /** Node objects send every action twice (fault injection). */
+  faultDuplicateDelivery?: boolean;
 }
 
 function launch(root: string, apiPort: number, proxyPort: number, output: string[], options: LaunchOptions): Promise<ChildProcess> {
   const args = ["scripts/dev.ts", "--api-port", String(apiPort), "--proxy-port", String(proxyPort), "--state-dir", join(root, ".zectre/state")];
   if (!options.agent) args.push("--no-agent");
   if (options.heartbeatSeconds !== undefined) args.push("--heartbeat-seconds", String(options.heartbeatSeconds));
+  if (options.faultDuplicateDelivery) args.push("--fault-duplicate-delivery");
   const child = spawn(process.execPath, args, { cwd: PROJECT_ROOT, stdio: ["ignore", "pipe", "pipe"] });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`control plane not ready in 90 s:\n${output.join("\n")}`)), 90_000);
