@@ -245,7 +245,12 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
   override async alarm(): Promise<void> {
     const identity = this.identity();
     const sockets = this.openSockets();
-    if (!identity || sockets.length === 0) return;
+    if (!identity) return;
+    if (sockets.length === 0) {
+      // A restart of the runtime drops sockets without any close event: presence may still say connected.
+      if (this.presence().connected_at !== null) await this.markOffline();
+      return;
+    }
     const lastSeen = this.currentLastSeen() ?? Date.now();
     const window = 3 * heartbeatSeconds(this.env) * 1000;
     if (Date.now() - lastSeen > window) {

@@ -84,7 +84,14 @@ describe("nodes end to end", () => {
     await new Promise((r) => setTimeout(r, 1500));
     expect(agent?.child.exitCode).toBeNull();
     await plane.restart();
-    await expect.poll(() => nodeOnline("e2e-1"), { timeout: 70_000, interval: 1000 }).toBe(true);
+    const restartedAt = Date.now();
+    // A fresh connection, not the directory's memory of the old one.
+    const connectedAt = async () => {
+      const res = await cli("node", "show", "e2e-1", "--format", "json");
+      return Date.parse((JSON.parse(res.stdout) as { node: { connectedAt: string | null } }).node.connectedAt ?? "") || 0;
+    };
+    await expect.poll(connectedAt, { timeout: 70_000, interval: 1000 }).toBeGreaterThan(restartedAt - 1000);
+    expect(await nodeOnline("e2e-1")).toBe(true);
     expect(readFileSync(join(agentDir, "identity.json"), "utf8")).toBe(identityBefore);
     const all = await nodes();
     expect(all.map((n) => `${n.id}:${n.state}`)).toEqual(["e2e-1:active"]);

@@ -180,3 +180,16 @@ describe("settings and the outbox", () => {
     fourth.ws.close(1000);
   });
 });
+
+describe("NodeObject after a runtime restart", () => {
+  it("marks a node offline when its socket vanished without a close event", async () => {
+    const { name, adminToken } = await createOrg("vanish");
+    await onlineAgent(adminToken, name, "x1");
+    const stub = nodeObject(name, "x1");
+    // Evicting with closed sockets and no handler call is what a process restart looks like to the object.
+    await evictDurableObject(stub, { webSockets: "close" });
+    await runDurableObjectAlarm(stub);
+    const list = await call<NodeList>("GET", "/api/v1/nodes", { token: adminToken });
+    expect(list.body.nodes[0]?.online).toBe(false);
+  });
+});
