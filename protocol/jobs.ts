@@ -165,6 +165,18 @@ export const JobCancelSchema = z.object({ kind: z.literal("job.cancel"), jid: Ji
 export const MAX_OUTPUT_BYTES = 1024 * 1024;
 export const TRUNCATION_MARKER = "\n[output truncated at 1 MiB]";
 
+/** What a function's run produced, as the agent reports it (in a return or a schedule report). */
+const ReturnBodySchema = z
+  .object({
+    success: z.boolean(),
+    retcode: z.number().int().nullable(),
+    result: z.json(),
+    error: z.string().max(64 * 1024).nullable(),
+    durationMs: z.number().min(0),
+    startedAt: z.string().max(64).nullable(),
+  })
+  .strict();
+
 /**
  * Agent → control plane. `id` is the agent's outbox id: the control plane acks it
  * (`{"type":"ack","ids":[id]}`) once the job object stored the return, and the
@@ -178,16 +190,7 @@ export const ReturnMessage = z
     id: z.string().min(1).max(128),
     jid: Jid,
     epoch: z.number().int().min(1),
-    return: z
-      .object({
-        success: z.boolean(),
-        retcode: z.number().int().nullable(),
-        result: z.json(),
-        error: z.string().max(64 * 1024).nullable(),
-        durationMs: z.number().min(0),
-        startedAt: z.string().max(64).nullable(),
-      })
-      .strict(),
+    return: ReturnBodySchema,
   })
   .strict();
 
@@ -227,16 +230,7 @@ export const ReportMessage = z
     args: z.record(z.string(), z.json()),
     /** The schedule's name, e.g. `metadata: {schedule: "uptime"}`; `source` is set by the server. */
     metadata: z.record(z.string().max(64), z.string().max(1024)),
-    return: z
-      .object({
-        success: z.boolean(),
-        retcode: z.number().int().nullable(),
-        result: z.json(),
-        error: z.string().max(64 * 1024).nullable(),
-        durationMs: z.number().min(0),
-        startedAt: z.string().max(64).nullable(),
-      })
-      .strict(),
+    return: ReturnBodySchema,
   })
   .strict();
 

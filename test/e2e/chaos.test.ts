@@ -2,8 +2,7 @@ import { mkdtempSync, readFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type RunningAgent, runAgentCommand, startAgent } from "../helpers/agent-process.ts";
-import { type LocalControlPlane, removeControlPlane, startLocalControlPlane } from "../helpers/local-control-plane.ts";
+import { type Fleet, startFleet } from "../helpers/fleet.ts";
 
 const NODES = ["chaos-1", "chaos-2", "chaos-3"];
 const ROUNDS = 20;
@@ -21,34 +20,16 @@ interface JobState {
  * must complete, no return may be lost, and no node may run a job twice.
  */
 describe("crashing the control plane while jobs run", () => {
-  let plane: LocalControlPlane;
-  let adminToken: string;
-  const agents: RunningAgent[] = [];
+  let fleet: Fleet;
   const outDir = mkdtempSync(join(tmpdir(), "zectre-chaos-out-"));
-
-  const api = async (method: string, path: string, body?: unknown) => {
-    const headers: Record<string, string> = { authorization: `Bearer ${adminToken}` };
-    if (body !== undefined) headers["content-type"] = "application/json";
-    const res = await fetch(`${plane.apiUrl}${path}`, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
-    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-  };
+  const api: Fleet["api"] = (method, path, body) => fleet.api(method, path, body);
 
   beforeAll(async () => {
-    plane = await startLocalControlPlane({ heartbeatSeconds: 1 });
-    adminToken = plane.adminToken();
-    const token = (await api("POST", "/api/v1/enrollment-tokens", { uses: NODES.length, autoApprove: true })).body.token as string;
-    for (const id of NODES) {
-      const dir = mkdtempSync(join(tmpdir(), `zectre-${id}-`));
-      const enrolled = await runAgentCommand(["enroll", "--url", plane.apiUrl, "--token", token, "--id", id, "--data-dir", dir]);
-      if (enrolled.code !== 0) throw new Error(enrolled.stderr);
-      agents.push(startAgent(dir, [], AGENT_ENV));
-    }
+    fleet = await startFleet(NODES, { heartbeatSeconds: 1 }, AGENT_ENV);
   });
 
   afterAll(async () => {
-    for (const agent of agents) await agent.stop();
-    await plane?.stop();
-    if (plane) removeControlPlane(plane);
+    await fleet?.stop();
   });
 
   it(`loses nothing and runs nothing twice over ${ROUNDS} crashes`, async () => {
@@ -69,9 +50,9 @@ describe("crashing the control plane while jobs run", () => {
         }
       });
       await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 1500)));
-      await plane.crash();
+      await fleet.plane.crash();
       await Promise.allSettled(submits);
-      await plane.restart();
+      await fleet.plane.restart();
     }
     expect(accepted.length).toBeGreaterThan(ROUNDS);
 
