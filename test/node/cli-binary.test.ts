@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import type { CreatedToken, TokenRecord } from "../../protocol/api.ts";
 import { type FakeApi, startFakeApi, unusedUrl } from "./helpers/fake-api.ts";
-import { type CliResult, lines, runBinary, useTempDirs } from "./helpers/run-cli.ts";
+import { type CliResult, lines, runBinary, useTempDirs, expectOneErrorLine } from "./helpers/run-cli.ts";
 
 /** The real `cli/bin/zectre.ts` in a child Node, against an in-test fake of the API. */
 
@@ -21,14 +21,6 @@ afterEach(() => api.close());
 const zectre = (args: string[], env: Record<string, string> = {}, cwd?: string): Promise<CliResult> =>
   runBinary(args, { env: { ZECTRE_CONFIG_DIR: configDir, ...env }, ...(cwd ? { cwd } : {}) });
 const asAdmin = (args: string[]) => zectre(["--url", api.url, "--token", api.adminToken, ...args]);
-
-function expectOneErrorLine(result: CliResult, line: string | RegExp): void {
-  expect(result.code).toBe(1);
-  expect(result.stdout).toBe("");
-  expect(lines(result.stderr)).toHaveLength(1);
-  if (typeof line === "string") expect(result.stderr).toBe(`${line}\n`);
-  else expect(result.stderr).toMatch(line);
-}
 
 describe("zectre binary", () => {
   it("logs in, saves a 0600 profile, and status reports it", async () => {

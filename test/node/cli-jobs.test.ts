@@ -4,7 +4,7 @@ import type { JobRecord, JobSummary } from "../../protocol/jobs.ts";
 import { buildJobArgs, formatDuration, formatReturnLines, summaryLine } from "../../cli/src/jobs.ts";
 import { readSse, type SseMessage } from "../../cli/src/sse.ts";
 import { type FakeApi, type FakeJob, startFakeApi } from "./helpers/fake-api.ts";
-import { type CliResult, lines, runBinary, runInProcess, startBinary, useTempDirs } from "./helpers/run-cli.ts";
+import { type CliResult, lines, runBinary, runInProcess, startBinary, useTempDirs, expectOneErrorLine } from "./helpers/run-cli.ts";
 
 /**
  * `zectre run`, its `zectre TARGET FUNCTION` shorthand, and `zectre job ...`, against
@@ -36,14 +36,6 @@ function summaryOf(result: CliResult): { text: string; jid: string } {
   const match = SUMMARY.exec(text);
   if (!match) throw new Error(`not a summary line: ${text}`);
   return { text: text.replace(/ in \d+\.\ds/, " in Ts"), jid: match[6] as string };
-}
-
-function expectOneErrorLine(result: CliResult, line: string | RegExp): void {
-  expect(result.code).toBe(1);
-  expect(result.stdout).toBe("");
-  expect(lines(result.stderr)).toHaveLength(1);
-  if (typeof line === "string") expect(result.stderr).toBe(`${line}\n`);
-  else expect(result.stderr).toMatch(line);
 }
 
 /** The bodies of every POST /api/v1/jobs so far. */

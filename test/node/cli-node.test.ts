@@ -4,7 +4,7 @@ import type { CreatedEnrollmentToken } from "../../cli/src/client.ts";
 import { formatAgo } from "../../cli/src/output.ts";
 import type { EnrollmentTokenRecord, NodeDetail, NodeSummary } from "../../protocol/nodes.ts";
 import { type FakeApi, startFakeApi } from "./helpers/fake-api.ts";
-import { type CliResult, lines, runBinary, runInProcess, useTempDirs } from "./helpers/run-cli.ts";
+import { type CliResult, lines, runBinary, runInProcess, useTempDirs, expectOk, expectOneErrorLine } from "./helpers/run-cli.ts";
 
 /**
  * `zectre node ...` against the fake API's fleet (see FLEET in the fake). The main
@@ -27,19 +27,6 @@ const run = (token: string, args: string[]): Promise<CliResult> =>
 const zectre = (...args: string[]) => run(api.adminToken, args);
 const quick = (...args: string[]): Promise<CliResult> =>
   runInProcess(["--url", api.url, "--token", api.adminToken, ...args], { env: { ZECTRE_CONFIG_DIR: configDir } });
-
-function expectOk(result: CliResult): string {
-  expect(result.stderr).toBe("");
-  expect(result.code).toBe(0);
-  return result.stdout;
-}
-
-function expectOneErrorLine(result: CliResult, line: string): void {
-  expect(result.code).toBe(1);
-  expect(result.stdout).toBe("");
-  expect(lines(result.stderr)).toHaveLength(1);
-  expect(result.stderr).toBe(`${line}\n`);
-}
 
 const lastRequest = () => {
   const request = api.requests.at(-1);

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parseSettingValue } from "../../cli/src/commands/settings.ts";
 import type { SettingRecord } from "../../protocol/nodes.ts";
 import { type FakeApi, SETTING_UPDATED_AT, startFakeApi } from "./helpers/fake-api.ts";
-import { type CliResult, lines, runBinary, runInProcess, useTempDirs } from "./helpers/run-cli.ts";
+import { type CliResult, lines, runBinary, runInProcess, useTempDirs, expectOk, expectOneErrorLine } from "./helpers/run-cli.ts";
 
 /**
  * `zectre settings ...`: the main paths through the real binary, the variations
@@ -22,19 +22,6 @@ afterEach(() => api.close());
 const credentials = () => ["--url", api.url, "--token", api.adminToken];
 const zectre = (...args: string[]): Promise<CliResult> => runBinary([...credentials(), ...args], { env: { ZECTRE_CONFIG_DIR: configDir } });
 const quick = (...args: string[]): Promise<CliResult> => runInProcess([...credentials(), ...args], { env: { ZECTRE_CONFIG_DIR: configDir } });
-
-function expectOk(result: CliResult): string {
-  expect(result.stderr).toBe("");
-  expect(result.code).toBe(0);
-  return result.stdout;
-}
-
-function expectOneErrorLine(result: CliResult, line: string): void {
-  expect(result.code).toBe(1);
-  expect(result.stdout).toBe("");
-  expect(lines(result.stderr)).toHaveLength(1);
-  expect(result.stderr).toBe(`${line}\n`);
-}
 
 const cells = (row: string | undefined) => (row ?? "").split(/\s{2,}/);
 const bodyOf = (key: string) => api.requests.find((r) => r.method === "PUT" && (r.body as { key?: string } | undefined)?.key === key)?.body;

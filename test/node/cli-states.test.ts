@@ -3,7 +3,7 @@ import { dirname, join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { MAX_STATE_FILES, MAX_STATE_TREE_BYTES } from "../../protocol/states.ts";
 import { type FakeApi, STATES_UPDATED_AT, startFakeApi } from "./helpers/fake-api.ts";
-import { type CliResult, lines, runBinary, runInProcess, useTempDirs } from "./helpers/run-cli.ts";
+import { type CliResult, lines, runBinary, runInProcess, useTempDirs, expectOneErrorLine } from "./helpers/run-cli.ts";
 
 /** `zectre state push|show`: the main paths through the real binary, limits in-process. */
 
@@ -30,13 +30,6 @@ function writeTree(files: Record<string, string>): string {
     writeFileSync(join(dir, path), text);
   }
   return dir;
-}
-
-function expectOneErrorLine(result: CliResult, pattern: RegExp): void {
-  expect(result.code).toBe(1);
-  expect(result.stdout).toBe("");
-  expect(lines(result.stderr)).toHaveLength(1);
-  expect(result.stderr).toMatch(pattern);
 }
 
 const TREE = {

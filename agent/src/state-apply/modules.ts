@@ -121,9 +121,10 @@ const fail = (comment: string, diff: JsonObject | null = null, changed = false):
 const wouldChange = (comment: string, diff: JsonObject): Outcome => ({ result: null, changed: false, diff, comment });
 const changed = (comment: string, diff: JsonObject): Outcome => ({ result: true, changed: true, diff, comment });
 
-async function lstatOrNull(path: string): Promise<Stats | null> {
+/** Stats of a path, or null when it does not exist; `lstat` for the link itself. */
+async function statIfExists(path: string, how: typeof stat | typeof lstat): Promise<Stats | null> {
   try {
-    return await lstat(path);
+    return await how(path);
   } catch (error) {
     const code = errorCode(error);
     if (code === "ENOENT" || code === "ENOTDIR") return null;
@@ -131,15 +132,8 @@ async function lstatOrNull(path: string): Promise<Stats | null> {
   }
 }
 
-async function statOrNull(path: string): Promise<Stats | null> {
-  try {
-    return await stat(path);
-  } catch (error) {
-    const code = errorCode(error);
-    if (code === "ENOENT" || code === "ENOTDIR") return null;
-    throw error;
-  }
-}
+const lstatOrNull = (path: string) => statIfExists(path, lstat);
+const statOrNull = (path: string) => statIfExists(path, stat);
 
 function modeOf(params: Params): number | undefined {
   if (!params.has("mode")) return undefined;

@@ -3,7 +3,7 @@ import { mkdtempSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterEach } from "vitest";
+import { afterEach, expect } from "vitest";
 import type { Io } from "../../../cli/src/io.ts";
 import { main } from "../../../cli/src/main.ts";
 
@@ -96,4 +96,20 @@ export function useTempDirs(): () => string {
 /** stderr split into lines, so "exactly one line" is a plain length check. */
 export function lines(text: string): string[] {
   return text.split("\n").filter((line) => line !== "");
+}
+
+/** Exit 0 with nothing on stderr; returns stdout. */
+export function expectOk(result: CliResult): string {
+  expect(result.stderr).toBe("");
+  expect(result.code).toBe(0);
+  return result.stdout;
+}
+
+/** Exit 1, no stdout, exactly one stderr line: equal to a string, or matching a pattern. */
+export function expectOneErrorLine(result: CliResult, line: string | RegExp): void {
+  expect(result.code).toBe(1);
+  expect(result.stdout).toBe("");
+  expect(lines(result.stderr)).toHaveLength(1);
+  if (typeof line === "string") expect(result.stderr).toBe(`${line}\n`);
+  else expect(result.stderr).toMatch(line);
 }
