@@ -14,7 +14,11 @@ export default defineConfig({
             wrangler: { configPath: "./wrangler.toml" },
             miniflare: {
               // One-second heartbeats let the offline alarm be tested in a few seconds.
-              bindings: { OPERATOR_SECRET: "test-operator-secret", HEARTBEAT_SECONDS: "1" },
+              bindings: {
+                OPERATOR_SECRET: "test-operator-secret",
+                HEARTBEAT_SECONDS: "1",
+                SECRETS_KEY: "7e57".repeat(16),
+              },
               // The scheduler is another Worker; this layer does not load it (the e2e layer does).
               serviceBindings: { SCHEDULER: () => new Response("scheduler is not loaded in workerd tests", { status: 503 }) },
             },

@@ -1,12 +1,20 @@
+import type { AppObject } from "./AppObject.ts";
 import type { JobObject } from "./JobObject.ts";
 import type { NodeObject } from "./NodeObject.ts";
 import type { OrgObject } from "./OrgObject.ts";
+import type { WebhookObject } from "./WebhookObject.ts";
 
 /** Bindings the Durable Objects use to reach each other. */
 export interface ObjectsEnv {
   ORG: DurableObjectNamespace<OrgObject>;
   NODE: DurableObjectNamespace<NodeObject>;
   JOB: DurableObjectNamespace<JobObject>;
+  APP: DurableObjectNamespace<AppObject>;
+  WEBHOOKS: DurableObjectNamespace<WebhookObject>;
+  /** Hex key (32 bytes) that app secrets are encrypted under (a wrangler secret). */
+  SECRETS_KEY?: string;
+  /** A task whose node has been offline this long is placed elsewhere (default 60). */
+  NODE_LOST_GRACE_SECONDS?: string;
   /** Fault injection for tests ("1"): node objects send every action frame twice. Never set in production. */
   FAULT_DUPLICATE_DELIVERY?: string;
   /** How long finished jobs and their returns are kept (default 7). */
@@ -26,6 +34,15 @@ export function nodeStub(env: ObjectsEnv, org: string, nodeId: string): DurableO
 
 export function jobStub(env: ObjectsEnv, org: string, jid: string): DurableObjectStub<JobObject> {
   return env.JOB.get(env.JOB.idFromName(`${org}/${jid}`));
+}
+
+export function appStub(env: ObjectsEnv, org: string, app: string): DurableObjectStub<AppObject> {
+  return env.APP.get(env.APP.idFromName(`${org}/${app}`));
+}
+
+/** One per org: webhook subscriptions, the delivery queue and its records. */
+export function webhookStub(env: ObjectsEnv, org: string): DurableObjectStub<WebhookObject> {
+  return env.WEBHOOKS.get(env.WEBHOOKS.idFromName(org));
 }
 
 export function heartbeatSeconds(env: ObjectsEnv): number {

@@ -1,6 +1,15 @@
 import { z } from "zod";
 import type { JsonObject } from "./json.ts";
 import { type JobCancel, JobCancelSchema, type JobDispatch, JobDispatchSchema, ReportMessage, ReturnMessage } from "./jobs.ts";
+import {
+  type TaskStart,
+  TaskStartSchema,
+  type TaskStop,
+  TaskStopSchema,
+  TaskInventoryMessage,
+  TaskLogsMessage,
+  TaskStatusMessage,
+} from "./deployments.ts";
 import { Facts, NodeId } from "./nodes.ts";
 import { type StatesUpdate, StatesUpdateSchema } from "./states.ts";
 
@@ -37,7 +46,15 @@ export const AckMessage = z
   .object({ type: z.literal("ack"), ...fromAgent, ids: z.array(z.string().min(1).max(128)).min(1).max(1000) })
   .strict();
 
-export const AgentMessage = z.discriminatedUnion("type", [FactsMessage, AckMessage, ReturnMessage, ReportMessage]);
+export const AgentMessage = z.discriminatedUnion("type", [
+  FactsMessage,
+  AckMessage,
+  ReturnMessage,
+  ReportMessage,
+  TaskStatusMessage,
+  TaskInventoryMessage,
+  TaskLogsMessage,
+]);
 export type AgentMessage = z.infer<typeof AgentMessage>;
 
 // ---- control plane → agent ----
@@ -58,10 +75,17 @@ export interface SettingsUpdate {
 }
 
 /** Every action kind, typed by hand for the RPC-facing code (see SettingsUpdate). */
-export type OutboxAction = SettingsUpdate | JobDispatch | JobCancel | StatesUpdate;
+export type OutboxAction = SettingsUpdate | JobDispatch | JobCancel | StatesUpdate | TaskStart | TaskStop;
 
 /** Actions are persisted in the node's outbox and resent until the agent acks their id. */
-export const ActionBody = z.discriminatedUnion("kind", [SettingsUpdate, JobDispatchSchema, JobCancelSchema, StatesUpdateSchema]);
+export const ActionBody = z.discriminatedUnion("kind", [
+  SettingsUpdate,
+  JobDispatchSchema,
+  JobCancelSchema,
+  StatesUpdateSchema,
+  TaskStartSchema,
+  TaskStopSchema,
+]);
 export type ActionBody = z.infer<typeof ActionBody>;
 
 export const ActionMessage = z

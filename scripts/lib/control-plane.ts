@@ -29,6 +29,7 @@ export interface LocalPaths {
   stateDir: string;
   adminToken: string;
   operatorSecret: string;
+  secretsKey: string;
   devInfo: string;
   registry: string;
   agentDir: string;
@@ -43,6 +44,7 @@ export function localPaths(stateDir: string): LocalPaths {
     stateDir: absoluteState,
     adminToken: join(home, "admin-token"),
     operatorSecret: join(home, "operator-secret"),
+    secretsKey: join(home, "secrets-key"),
     devInfo: join(home, "dev.json"),
     registry: join(home, "registry"),
     agentDir: join(home, "agent"),
@@ -56,10 +58,15 @@ export function writeSecretFile(path: string, content: string): void {
 
 /** The local operator secret stands in for the wrangler secret used on Cloudflare. */
 export function ensureOperatorSecret(paths: LocalPaths): string {
+  return ensureRandomSecret(paths, paths.operatorSecret);
+}
+
+/** Made once per state dir and kept: app secrets encrypted under it must stay readable after a restart. */
+function ensureRandomSecret(paths: LocalPaths, file: string): string {
   mkdirSync(paths.stateDir, { recursive: true, mode: 0o700 });
-  if (existsSync(paths.operatorSecret)) return readFileSync(paths.operatorSecret, "utf8").trim();
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
   const secret = randomBytes(32).toString("hex");
-  writeSecretFile(paths.operatorSecret, `${secret}\n`);
+  writeSecretFile(file, `${secret}\n`);
   return secret;
 }
 
@@ -114,6 +121,7 @@ export async function startWorkers(options: ControlPlaneOptions, operatorSecret:
       "-c", "workers/scheduler/wrangler.toml",
       "--port", String(options.apiPort),
       "--var", `OPERATOR_SECRET:${operatorSecret}`,
+      "--var", `SECRETS_KEY:${ensureRandomSecret(paths, paths.secretsKey)}`,
       "--test-scheduled",
       ...(options.heartbeatSeconds === undefined ? [] : ["--var", `HEARTBEAT_SECONDS:${options.heartbeatSeconds}`]),
       ...(options.faultDuplicateDelivery ? ["--var", "FAULT_DUPLICATE_DELIVERY:1"] : []),

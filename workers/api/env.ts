@@ -6,6 +6,10 @@ export interface ApiEnv extends ObjectsEnv {
   SCHEDULER: Service<SchedulerWorker>;
   /** Bearer secret that may create orgs; unset means org creation is disabled. */
   OPERATOR_SECRET?: string;
+  /** Artifact layers (`<org>/sha256/<digest>`). */
+  ARTIFACTS: R2Bucket;
+  /** Largest artifact layer accepted, in bytes. */
+  ARTIFACT_MAX_BYTES?: string;
 }
 
 export interface ApiVariables {

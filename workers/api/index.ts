@@ -2,9 +2,11 @@ import { log } from "../lib/log.ts";
 import { buildApiApp } from "./app.ts";
 import type { ApiEnv } from "./env.ts";
 
+export { AppObject } from "../../durable-objects/AppObject.ts";
 export { JobObject } from "../../durable-objects/JobObject.ts";
 export { NodeObject } from "../../durable-objects/NodeObject.ts";
 export { OrgObject } from "../../durable-objects/OrgObject.ts";
+export { WebhookObject } from "../../durable-objects/WebhookObject.ts";
 
 const app = buildApiApp();
 
