@@ -5,7 +5,6 @@ import { ZECTRE_VERSION } from "../lib/version.ts";
 import type { ApiContext } from "./env.ts";
 import { ApiError, errorResponse } from "./errors.ts";
 import { agentRoutes } from "./routes/agent.ts";
-import { appRoutes } from "./routes/apps.ts";
 import { artifactRoutes } from "./routes/artifacts.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { nodeRoutes } from "./routes/nodes.ts";
@@ -13,7 +12,6 @@ import { orgRoutes } from "./routes/orgs.ts";
 import { settingsRoutes } from "./routes/settings.ts";
 import { stateRoutes } from "./routes/states.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
-import { webhookRoutes } from "./routes/webhooks.ts";
 import { whoamiRoutes } from "./routes/whoami.ts";
 
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -61,8 +59,6 @@ export function buildApiApp(): Hono<ApiContext> {
   app.route("/api/v1", settingsRoutes);
   app.route("/api/v1", jobRoutes);
   app.route("/api/v1", stateRoutes);
-  app.route("/api/v1", webhookRoutes);
-  app.route("/api/v1", appRoutes);
   app.route("/api/v1", artifactRoutes);
   app.notFound((c) => errorResponse(c, new ApiError("not_found", `no route for ${c.req.method} ${c.req.path}`)));
   app.onError((error, c) => {
