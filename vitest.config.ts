@@ -19,8 +19,23 @@ export default defineConfig({
                 HEARTBEAT_SECONDS: "1",
                 SECRETS_KEY: "7e57".repeat(16),
               },
-              // The scheduler is another Worker; this layer does not load it (the e2e layer does).
-              serviceBindings: { SCHEDULER: () => new Response("scheduler is not loaded in workerd tests", { status: 503 }) },
+              // The scheduler is another Worker; this layer does not load it (the e2e layer does). This stand-in
+              // places nothing, so tests place tasks themselves through the app object's RPCs, as the scheduler does.
+              serviceBindings: { SCHEDULER: "scheduler-stand-in" },
+              workers: [
+                {
+                  name: "scheduler-stand-in",
+                  modules: true,
+                  compatibilityDate: "2026-10-20",
+                  script: `import { WorkerEntrypoint } from "cloudflare:workers";
+                    const nothing = { placed: 0, stopped: 0, lost: 0, unplaced: 0 };
+                    export default class extends WorkerEntrypoint {
+                      fetch() { return new Response("the scheduler is not loaded in workerd tests", { status: 503 }); }
+                      reconcile(trigger) { return { trigger, startedAt: new Date().toISOString(), durationMs: 0, ...nothing }; }
+                      reconcileApp() { return nothing; }
+                    }`,
+                },
+              ],
             },
           }),
         ],

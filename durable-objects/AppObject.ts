@@ -1,5 +1,456 @@
 import { DurableObject } from "cloudflare:workers";
-import type { ObjectsEnv } from "./env.ts";
+import {
+  type AppSummary,
+  type CreateDeploymentBody,
+  type DeploymentRecord,
+  type LogLine,
+  newTaskId,
+  RESERVED_ENV,
+  type StoredLogLine,
+  type TaskInventoryMessage,
+  type TaskStart,
+  type TaskState,
+  type TaskStatusMessage,
+} from "../protocol/deployments.ts";
+import { failure, type Result } from "../protocol/errors.ts";
+import type { JsonObject } from "../protocol/json.ts";
+import { log } from "../workers/lib/log.ts";
+import { AppEventLog } from "./app/app-events.ts";
+import { DeploymentStore, type DeploymentRow, specOf, toDeploymentRecord } from "./app/deployment-store.ts";
+import { type EnvEntry, EnvStore } from "./app/env-store.ts";
+import { type LogQuery, LogStore } from "./app/log-store.ts";
+import { APP_MIGRATIONS } from "./app/schema.ts";
+import { SecretBox } from "./app/secret-box.ts";
+import { deploymentStatus } from "./app/status.ts";
+import { TaskStore, type TaskRow, toTaskRecord } from "./app/task-store.ts";
+import { nodeStub, type ObjectsEnv, orgStub } from "./env.ts";
+import { sseFrame, SseHub } from "./sse-hub.ts";
+import { applyMigrations } from "./sql-migrations.ts";
 
-/** One per app: deployments (immutable), tasks and their placements, env and encrypted secrets, logs. */
-export class AppObject extends DurableObject<ObjectsEnv> {}
+interface AppRow extends Record<string, SqlStorageValue> {
+  org: string;
+  name: string;
+  created_at: number;
+  created_by: string;
+  promoted: string | null;
+  promoting: string | null;
+}
+
+/** What the scheduler needs to place an app's tasks. */
+export interface AppPlan {
+  org: string;
+  app: string;
+  deployments: Array<{
+    id: string;
+    replicas: number;
+    cpu: number;
+    memoryMb: number;
+    constraints: string[];
+    tasks: Array<{ taskId: string; nodeId: string; state: TaskState }>;
+  }>;
+}
+
+/** Seconds an agent gets between SIGTERM and SIGKILL when a task is stopped. */
+const STOP_GRACE_SECONDS = 10;
+/** A task acked long ago but missing from its agent's inventory is started again after this. */
+const MISSING_TASK_GRACE_MS = 30_000;
+const LIST_LIMIT = 20;
+
+/** One per app: deployments (immutable), tasks and their placements, env and encrypted secrets, events and logs. */
+export class AppObject extends DurableObject<ObjectsEnv> {
+  private readonly sql: SqlStorage;
+  private readonly deployments: DeploymentStore;
+  private readonly tasks: TaskStore;
+  private readonly events: AppEventLog;
+  private readonly logStore: LogStore;
+  private readonly envStore: EnvStore;
+  private readonly eventWatchers = new SseHub();
+  private readonly logWatchers = new Map<SseHub, string | null>();
+
+  constructor(ctx: DurableObjectState, env: ObjectsEnv) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    applyMigrations(this.sql, APP_MIGRATIONS);
+    this.deployments = new DeploymentStore(this.sql);
+    this.tasks = new TaskStore(this.sql);
+    this.events = new AppEventLog(this.sql);
+    this.logStore = new LogStore(this.sql);
+    this.envStore = new EnvStore(this.sql, SecretBox.fromHex(env.SECRETS_KEY), (name) => {
+      const app = this.app();
+      return `${app?.org ?? ""}/${app?.name ?? ""}/${name}`;
+    });
+  }
+
+  // ---- the app ----
+
+  create(org: string, name: string, by: string): Result<{ app: AppSummary }> {
+    if (this.app()) return failure("conflict", `app '${name}' already exists`);
+    this.sql.exec("INSERT INTO app (id, org, name, created_at, created_by) VALUES (1, ?, ?, ?, ?)", org, name, Date.now(), by);
+    this.emit("app.created", null, null, { by });
+    return { ok: true, app: this.summaryOf(this.app() as AppRow) };
+  }
+
+  summary(): AppSummary | null {
+    const app = this.app();
+    return app ? this.summaryOf(app) : null;
+  }
+
+  // ---- deployments ----
+
+  /** Stores the deployment; the scheduler places its tasks (called right after, and by every cron reconcile). */
+  createDeployment(id: string, body: CreateDeploymentBody, by: string): Result<{ deployment: DeploymentRecord }> {
+    const app = this.app();
+    if (!app) return failure("not_found", "app not found");
+    if (this.deployments.get(id)) return failure("conflict", `deployment ${id} already exists`);
+    this.deployments.insert(id, body, by, Date.now());
+    this.emit("deployment.created", id, null, { by, replicas: body.replicas });
+    // The first deployment is always promoted once healthy; later ones only when asked.
+    if (body.promote || (app.promoted === null && app.promoting === null)) this.setPromoting(id);
+    return { ok: true, deployment: this.record(this.deployments.get(id) as DeploymentRow) };
+  }
+
+  deployment(id: string): DeploymentRecord | null {
+    const row = this.deployments.get(id);
+    return row ? this.record(row) : null;
+  }
+
+  listDeployments(limit: number = LIST_LIMIT): DeploymentRecord[] {
+    return this.deployments.list(limit).map((row) => this.record(row));
+  }
+
+  /** Rolling: the main URL switches once the deployment is healthy, and only then do the old tasks stop. */
+  async promote(id: string, by: string): Promise<Result<{ deployment: DeploymentRecord }>> {
+    const app = this.app();
+    const row = this.deployments.get(id);
+    if (!app || !row) return failure("not_found", `deployment ${id} not found`);
+    if (app.promoted === id && app.promoting === null) return { ok: true, deployment: this.record(row) };
+    if (row.replicas === 0) this.deployments.setReplicas(id, 1);
+    this.setPromoting(id, by);
+    await this.refreshStatus(id);
+    return { ok: true, deployment: this.record(this.deployments.get(id) as DeploymentRow) };
+  }
+
+  /** Back to the deployment promoted before the current one; its artifacts are still stored, so nothing uploads. */
+  async rollback(by: string): Promise<Result<{ deployment: DeploymentRecord; from: string }>> {
+    const app = this.app();
+    if (!app) return failure("not_found", "app not found");
+    const current = app.promoted;
+    if (current === null) return failure("conflict", "nothing is promoted yet, so there is nothing to roll back from");
+    const previous = this.sql
+      .exec<{ deployment_id: string }>("SELECT deployment_id FROM promotions WHERE deployment_id != ? ORDER BY seq DESC LIMIT 1", current)
+      .toArray()[0]?.deployment_id;
+    if (!previous) return failure("conflict", `no deployment was promoted before ${current}`);
+    const promoted = await this.promote(previous, by);
+    if (!promoted.ok) return promoted;
+    return { ok: true, deployment: promoted.deployment, from: current };
+  }
+
+  /** Scales the promoted deployment (or the one being promoted when none is yet). */
+  async scale(replicas: number, by: string): Promise<Result<{ deployment: DeploymentRecord }>> {
+    const app = this.app();
+    const id = app?.promoted ?? app?.promoting ?? null;
+    if (!app || id === null) return failure("conflict", "the app has no promoted deployment to scale");
+    this.deployments.setReplicas(id, replicas);
+    this.emit("deployment.scaled", id, null, { replicas, by });
+    await this.stopSurplus(id, replicas);
+    await this.refreshStatus(id);
+    return { ok: true, deployment: this.record(this.deployments.get(id) as DeploymentRow) };
+  }
+
+  // ---- env ----
+
+  async setEnv(name: string, value: string, secret: boolean, by: string): Promise<Result<{ name: string; secret: boolean }>> {
+    if (!this.app()) return failure("not_found", "app not found");
+    if ((RESERVED_ENV as readonly string[]).includes(name)) return failure("bad_request", `${name} is set by Zectre and cannot be overridden`);
+    if (secret && !this.envStore.canStoreSecrets) {
+      return failure("unavailable", "secrets are disabled: set the SECRETS_KEY secret (64 hex characters) on the API Worker");
+    }
+    await this.envStore.set(name, value, secret, by);
+    return { ok: true, name, secret };
+  }
+
+  unsetEnv(name: string): Result<{ name: string; removed: true }> {
+    if (!this.envStore.unset(name)) return failure("not_found", `no variable named ${name}`);
+    return { ok: true, name, removed: true };
+  }
+
+  async listEnv(reveal: boolean): Promise<EnvEntry[]> {
+    return this.envStore.list(reveal);
+  }
+
+  // ---- called by the scheduler ----
+
+  /** The deployments that want tasks, with what they have. */
+  plan(): AppPlan | null {
+    const app = this.app();
+    if (!app) return null;
+    this.tasks.prune(Date.now());
+    const deployments = [...this.wantedDeploymentIds()].map((id) => {
+      const row = this.deployments.get(id) as DeploymentRow;
+      const spec = specOf(row);
+      const tasks = this.tasks.wanted(id).map((t) => ({ taskId: t.task_id, nodeId: t.node_id, state: t.state as TaskState }));
+      return { id, replicas: row.replicas, cpu: spec.resources.cpu, memoryMb: spec.resources.memoryMb, constraints: spec.constraints, tasks };
+    });
+    return { org: app.org, app: app.name, deployments };
+  }
+
+  /**
+   * Records placements, then pushes `task.start` through each node's outbox (write before send).
+   * A stale plan is cut down to what the deployment still lacks (version check across the scheduler's awaits).
+   */
+  async assignTasks(deploymentId: string, nodeIds: readonly string[]): Promise<string[]> {
+    const app = this.app();
+    const row = this.deployments.get(deploymentId);
+    if (!app || !row || !this.wantedDeploymentIds().has(deploymentId)) return [];
+    const room = Math.max(0, row.replicas - this.tasks.wanted(deploymentId).length);
+    const now = Date.now();
+    const assigned = nodeIds.slice(0, room).map((nodeId) => {
+      const taskId = newTaskId(now);
+      this.tasks.insert(taskId, deploymentId, nodeId, now);
+      this.emit("task.assigned", deploymentId, taskId, { nodeId });
+      return { taskId, nodeId };
+    });
+    if (assigned.length === 0) return [];
+    await this.refreshStatus(deploymentId);
+    const spec = specOf(row);
+    await orgStub(this.env, app.org).trackTasks(
+      app.name,
+      assigned.map((a) => ({ taskId: a.taskId, nodeId: a.nodeId, cpu: spec.resources.cpu, memoryMb: spec.resources.memoryMb })),
+    );
+    const env = { ...(await this.envStore.resolved()), ...spec.env };
+    await Promise.all(assigned.map((a) => this.sendStart(app, row, a.taskId, a.nodeId, env)));
+    return assigned.map((a) => a.taskId);
+  }
+
+  /** Tasks on nodes gone past the grace: given up here (and told to stop if the node ever returns); the scheduler re-places. */
+  async markLost(taskIds: readonly string[], reason: string): Promise<void> {
+    const app = this.app();
+    if (!app) return;
+    const lost = taskIds.map((id) => this.tasks.get(id)).filter((t): t is TaskRow => t !== null && t.desired === "run");
+    const now = Date.now();
+    for (const task of lost) {
+      this.tasks.release(task.task_id, "lost", reason, now);
+      this.emit("task.lost", task.deployment_id, task.task_id, { nodeId: task.node_id, reason });
+    }
+    await this.releaseLoad(app, lost);
+    await Promise.all(lost.map((t) => this.sendStop(app, t)));
+    for (const id of new Set(lost.map((t) => t.deployment_id))) await this.refreshStatus(id);
+  }
+
+  placementFailed(deploymentId: string, message: string): void {
+    this.emit("placement.failed", deploymentId, null, { message });
+  }
+
+  /** Stops the live tasks of deployments nobody wants any more (superseded previews, replaced promotions). */
+  async stopUnwanted(): Promise<number> {
+    const app = this.app();
+    if (!app) return 0;
+    const wanted = this.wantedDeploymentIds();
+    const unwanted = this.tasks.wanted().filter((t) => !wanted.has(t.deployment_id));
+    await this.stopTasks(app, unwanted);
+    for (const id of new Set(unwanted.map((t) => t.deployment_id))) await this.refreshStatus(id);
+    return unwanted.length;
+  }
+
+  // ---- called by NodeObject ----
+
+  /** A status from the node that runs the task (identity from the socket). `stop` asks the node to stop it. */
+  async taskStatus(nodeId: string, message: TaskStatusMessage): Promise<"stored" | "stop" | "ignored"> {
+    const task = this.tasks.get(message.taskId);
+    if (!task) return "stop";
+    if (task.node_id !== nodeId) {
+      log("warn", "app", "task status from a node that does not run it", { taskId: message.taskId, nodeId });
+      return "ignored";
+    }
+    if (task.desired === "stop") {
+      if (message.state === "stopped") this.applyStatus(task, "stopped", message.hostPort, message.restarts, message.message);
+      return message.state === "stopped" ? "stored" : "stop";
+    }
+    this.applyStatus(task, message.state, message.hostPort, message.restarts, message.exitCode === null ? message.message : `${message.message ?? "exited"} (exit ${message.exitCode})`);
+    await this.refreshStatus(task.deployment_id);
+    return "stored";
+  }
+
+  /**
+   * After a reconnect the agent lists what it runs: tasks we no longer want are stopped, tasks we want there
+   * but it lacks (acked long ago, so not merely in flight) are started again.
+   */
+  async reconcileNode(nodeId: string, inventory: TaskInventoryMessage["tasks"]): Promise<{ stop: string[]; restart: number }> {
+    const app = this.app();
+    if (!app) return { stop: inventory.map((t) => t.taskId), restart: 0 };
+    const stop: string[] = [];
+    const reported = new Set<string>();
+    for (const entry of inventory) {
+      reported.add(entry.taskId);
+      const task = this.tasks.get(entry.taskId);
+      if (!task || task.node_id !== nodeId || task.desired === "stop") stop.push(entry.taskId);
+      else if (task.state !== entry.state || task.host_port !== entry.hostPort) {
+        this.applyStatus(task, entry.state, entry.hostPort, task.restarts, task.message);
+      }
+    }
+    const now = Date.now();
+    const missing = this.tasks
+      .onNode(nodeId)
+      .filter((t) => t.desired === "run" && !reported.has(t.task_id) && now - t.assigned_at > MISSING_TASK_GRACE_MS);
+    if (missing.length > 0) {
+      const env = await this.envStore.resolved();
+      for (const task of missing) {
+        const row = this.deployments.get(task.deployment_id) as DeploymentRow;
+        await this.sendStart(app, row, task.task_id, nodeId, { ...env, ...specOf(row).env });
+      }
+    }
+    for (const id of new Set(inventory.map((t) => this.tasks.get(t.taskId)?.deployment_id).filter((d) => d !== undefined))) {
+      await this.refreshStatus(id);
+    }
+    return { stop, restart: missing.length };
+  }
+
+  /** Lines from the node that runs their tasks; lines naming a task of another node are dropped. */
+  appendLogs(nodeId: string, lines: readonly LogLine[]): number {
+    const own = lines.filter((line) => this.tasks.get(line.taskId)?.node_id === nodeId);
+    const seqs = this.logStore.append(nodeId, own);
+    const app = this.app();
+    if (app && this.logWatchers.size > 0) {
+      own.forEach((line, i) => {
+        const stored: StoredLogLine = { ...line, nodeId, seq: seqs[i] as number };
+        const frame = sseFrame(stored.seq, stored);
+        for (const [hub, deploymentId] of this.logWatchers) if (deploymentId === null || deploymentId === line.deploymentId) hub.broadcast(frame);
+      });
+    }
+    for (const hub of this.logWatchers.keys()) if (hub.size === 0) this.logWatchers.delete(hub);
+    return own.length;
+  }
+
+  logs(query: LogQuery): StoredLogLine[] {
+    return this.logStore.query(this.app()?.name ?? "", query);
+  }
+
+  /** `/events?since=N` and `/logs?follow=1&...`: server-sent events that stay open until the client leaves. */
+  override async fetch(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    if (!this.app()) return Response.json({ error: { code: "not_found", message: "app not found" } }, { status: 404 });
+    if (url.pathname === "/events") {
+      const since = Number(url.searchParams.get("since") ?? "0");
+      const backlog = this.events.after(Number.isFinite(since) ? since : 0).map((e) => sseFrame(e.seq, e));
+      return this.eventWatchers.open(backlog, true);
+    }
+    const deploymentId = url.searchParams.get("deployment");
+    const sinceMs = Number(url.searchParams.get("sinceMs") ?? "0");
+    const limit = Math.min(10_000, Math.max(1, Number(url.searchParams.get("limit") ?? "200") || 200));
+    const backlog = this.logs({ deploymentId: deploymentId ?? undefined, sinceMs, limit }).map((l) => sseFrame(l.seq, l));
+    const hub = new SseHub();
+    const response = hub.open(backlog, true);
+    this.logWatchers.set(hub, deploymentId);
+    return response;
+  }
+
+  // ---- internals ----
+
+  private async sendStart(app: AppRow, row: DeploymentRow, taskId: string, nodeId: string, env: Record<string, string>): Promise<void> {
+    const spec = specOf(row);
+    const action: TaskStart = {
+      kind: "task.start",
+      taskId,
+      app: app.name,
+      deploymentId: row.id,
+      artifacts: spec.artifacts,
+      command: spec.command,
+      env,
+      healthCheck: spec.healthCheck,
+      resources: spec.resources,
+      runtime: spec.runtime,
+    };
+    await nodeStub(this.env, app.org, nodeId).startTask(action);
+  }
+
+  private async sendStop(app: AppRow, task: TaskRow): Promise<void> {
+    await nodeStub(this.env, app.org, task.node_id).stopTask({ kind: "task.stop", taskId: task.task_id, graceSeconds: STOP_GRACE_SECONDS }, app.name);
+  }
+
+  private async stopTasks(app: AppRow, tasks: readonly TaskRow[]): Promise<void> {
+    const now = Date.now();
+    for (const task of tasks) {
+      this.tasks.release(task.task_id, "stopping", null, now);
+      this.emit("task.stopping", task.deployment_id, task.task_id, { nodeId: task.node_id });
+    }
+    await this.releaseLoad(app, tasks);
+    await Promise.all(tasks.map((t) => this.sendStop(app, t)));
+  }
+
+  /** Scale-down stops the least useful tasks first: failing, then the newest. */
+  private async stopSurplus(deploymentId: string, replicas: number): Promise<void> {
+    const app = this.app() as AppRow;
+    const live = this.tasks.wanted(deploymentId);
+    if (live.length <= replicas) return;
+    const rank = (t: TaskRow) => (t.state === "healthy" ? 1 : 0);
+    const ordered = [...live].sort((a, b) => rank(a) - rank(b) || b.assigned_at - a.assigned_at);
+    await this.stopTasks(app, ordered.slice(0, live.length - replicas));
+  }
+
+  private async releaseLoad(app: AppRow, tasks: readonly TaskRow[]): Promise<void> {
+    if (tasks.length > 0) await orgStub(this.env, app.org).untrackTasks(tasks.map((t) => t.task_id));
+  }
+
+  private applyStatus(task: TaskRow, state: TaskState, hostPort: number | null, restarts: number, message: string | null): void {
+    this.tasks.update(task.task_id, { state, hostPort, restarts, message }, Date.now());
+    this.emit("task.state", task.deployment_id, task.task_id, { nodeId: task.node_id, state, hostPort, restarts, message });
+  }
+
+  /** Recomputes a deployment's status; a healthy deployment being promoted becomes the promoted one. */
+  private async refreshStatus(deploymentId: string): Promise<void> {
+    const row = this.deployments.get(deploymentId);
+    if (!row) return;
+    const wanted = this.wantedDeploymentIds().has(deploymentId);
+    const states = wanted ? this.tasks.wanted(deploymentId).map((t) => t.state as TaskState) : [];
+    const status = deploymentStatus(wanted ? row.replicas : 0, states);
+    if (this.deployments.setStatus(deploymentId, status)) this.emit("deployment.status", deploymentId, null, { status });
+    if (status === "healthy" && this.app()?.promoting === deploymentId) await this.completePromotion(deploymentId);
+  }
+
+  private setPromoting(id: string, by: string = "system"): void {
+    this.sql.exec("UPDATE app SET promoting = ?", id);
+    this.emit("deployment.promoting", id, null, { by });
+  }
+
+  private async completePromotion(id: string): Promise<void> {
+    const now = Date.now();
+    this.sql.exec("UPDATE app SET promoted = ?, promoting = NULL", id);
+    this.sql.exec("INSERT INTO promotions (deployment_id, at, by) VALUES (?, ?, 'system')", id, now);
+    this.emit("deployment.promoted", id, null, {});
+    await this.stopUnwanted();
+  }
+
+  /** Promoted, being promoted, and the newest (its preview URL must work): everything else stops. */
+  private wantedDeploymentIds(): Set<string> {
+    const app = this.app();
+    const ids = new Set<string>();
+    if (!app) return ids;
+    for (const id of [app.promoted, app.promoting, this.deployments.latest()?.id ?? null]) if (id !== null) ids.add(id);
+    return ids;
+  }
+
+  private record(row: DeploymentRow): DeploymentRecord {
+    const app = this.app() as AppRow;
+    const tasks = this.tasks.ofDeployment(row.id).map(toTaskRecord);
+    return toDeploymentRecord(row, app.name, app.promoted, tasks);
+  }
+
+  private summaryOf(app: AppRow): AppSummary {
+    return {
+      name: app.name,
+      createdAt: new Date(app.created_at).toISOString(),
+      createdBy: app.created_by,
+      promoted: app.promoted,
+      latest: this.deployments.latest()?.id ?? null,
+    };
+  }
+
+  private emit(type: Parameters<AppEventLog["append"]>[0], deploymentId: string | null, taskId: string | null, data: JsonObject): void {
+    const event = this.events.append(type, deploymentId, taskId, data);
+    this.eventWatchers.broadcast(sseFrame(event.seq, event));
+  }
+
+  private app(): AppRow | undefined {
+    return this.sql.exec<AppRow>("SELECT * FROM app").toArray()[0];
+  }
+}

@@ -1,11 +1,12 @@
 import { DurableObject } from "cloudflare:workers";
 import { type AgentMessage, CLOSE, PING_FRAME, PONG_FRAME, type SettingsUpdate, WIRE_VERSION } from "../protocol/agent-wire.ts";
+import type { TaskInventoryMessage, TaskLogsMessage, TaskStart, TaskStatusMessage, TaskStop } from "../protocol/deployments.ts";
 import { type JobDispatch, reportJid } from "../protocol/jobs.ts";
 import type { StatesUpdate } from "../protocol/states.ts";
 import { log } from "../workers/lib/log.ts";
 import { failure, type Result } from "../protocol/errors.ts";
 import type { ChallengeResponse, EnrollmentState, Facts } from "../protocol/nodes.ts";
-import { heartbeatSeconds, jobStub, type ObjectsEnv, orgStub } from "./env.ts";
+import { appStub, heartbeatSeconds, jobStub, type ObjectsEnv, orgStub } from "./env.ts";
 import { NonceStore, signatureValid } from "./node/handshake.ts";
 import { parseInbound } from "./node/inbound.ts";
 import { actionFrame, Outbox, type OutboxEntry } from "./node/outbox.ts";
@@ -30,6 +31,8 @@ const MIGRATIONS = [
    CREATE TABLE nonces (nonce TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
    CREATE TABLE outbox (id TEXT PRIMARY KEY, kind TEXT NOT NULL, body TEXT NOT NULL, created_at INTEGER NOT NULL);
    CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);`,
+  // Which app each task sent here belongs to, so an inventory after reconnect reaches every app involved.
+  `CREATE TABLE tasks (task_id TEXT PRIMARY KEY, app TEXT NOT NULL);`,
 ] as const;
 
 interface Identity extends Record<string, SqlStorageValue> {
@@ -139,6 +142,20 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
     return this.outbox.get(actionId) === null;
   }
 
+  // ---- called by AppObject ----
+
+  /** Write before send: the task is remembered and the action stored in the outbox, then sent if connected. */
+  startTask(action: TaskStart): { online: boolean } {
+    this.sql.exec("INSERT INTO tasks (task_id, app) VALUES (?, ?) ON CONFLICT (task_id) DO NOTHING", action.taskId, action.app);
+    this.sendToAgent(actionFrame(this.outbox.add(action)));
+    return { online: this.openSockets().length > 0 };
+  }
+
+  stopTask(action: TaskStop, app: string): void {
+    this.sql.exec("INSERT INTO tasks (task_id, app) VALUES (?, ?) ON CONFLICT (task_id) DO NOTHING", action.taskId, app);
+    this.sendToAgent(actionFrame(this.outbox.add(action)));
+  }
+
   cancelJob(jid: string): void {
     this.sendToAgent(actionFrame(this.outbox.add({ kind: "job.cancel", jid })));
   }
@@ -221,6 +238,15 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
         return;
       case "job.report":
         await this.routeReport(ws, identity.org, identity.node_id, message);
+        return;
+      case "task.status":
+        await this.routeTaskStatus(ws, identity.org, identity.node_id, message);
+        return;
+      case "task.inventory":
+        await this.reconcileTasks(identity.org, identity.node_id, message.tasks);
+        return;
+      case "task.logs":
+        await this.routeLogs(ws, identity.org, identity.node_id, message);
         return;
     }
   }
@@ -307,6 +333,35 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
     if (outcome === "unknown_job" || outcome === "not_a_target") {
       log("warn", "node", "dropped a return", { org, nodeId, jid: message.jid, outcome });
     }
+    ws.send(JSON.stringify({ type: "ack", v: WIRE_VERSION, ids: [message.id] }));
+  }
+
+  /** Acked once the app stored it; a task the app no longer wants is told to stop. */
+  private async routeTaskStatus(ws: WebSocket, org: string, nodeId: string, message: TaskStatusMessage): Promise<void> {
+    const outcome = await appStub(this.env, org, message.app).taskStatus(nodeId, message);
+    if (outcome === "stop") this.stopTask({ kind: "task.stop", taskId: message.taskId, graceSeconds: 10 }, message.app);
+    ws.send(JSON.stringify({ type: "ack", v: WIRE_VERSION, ids: [message.id] }));
+  }
+
+  /** Every app with a task here or in the agent's list gets to say what should stop and what is missing. */
+  private async reconcileTasks(org: string, nodeId: string, inventory: TaskInventoryMessage["tasks"]): Promise<void> {
+    const known = this.sql.exec<{ task_id: string; app: string }>("SELECT task_id, app FROM tasks").toArray();
+    const apps = new Set([...known.map((t) => t.app), ...inventory.map((t) => t.app)]);
+    for (const app of apps) {
+      const { stop } = await appStub(this.env, org, app).reconcileNode(nodeId, inventory.filter((t) => t.app === app));
+      for (const taskId of stop) this.stopTask({ kind: "task.stop", taskId, graceSeconds: 10 }, app);
+    }
+    // Tasks the agent no longer has and nobody wants are forgotten.
+    const reported = new Set(inventory.map((t) => t.taskId));
+    const pendingIds = new Set(this.outbox.pending().map((e) => e.id));
+    if (pendingIds.size === 0) for (const t of known) if (!reported.has(t.task_id)) this.sql.exec("DELETE FROM tasks WHERE task_id = ?", t.task_id);
+  }
+
+  /** Lines are grouped per app; the batch is acked once every app stored its share. */
+  private async routeLogs(ws: WebSocket, org: string, nodeId: string, message: TaskLogsMessage): Promise<void> {
+    const byApp = new Map<string, TaskLogsMessage["lines"]>();
+    for (const line of message.lines) byApp.set(line.app, [...(byApp.get(line.app) ?? []), line]);
+    await Promise.all([...byApp].map(([app, lines]) => appStub(this.env, org, app).appendLogs(nodeId, lines)));
     ws.send(JSON.stringify({ type: "ack", v: WIRE_VERSION, ids: [message.id] }));
   }
 

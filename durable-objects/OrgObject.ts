@@ -21,6 +21,7 @@ import type { StatesUpdate, StateTreeInfo } from "../protocol/states.ts";
 import { sha256Hex } from "../protocol/tokens.ts";
 import { type ObjectsEnv, nodeStub } from "./env.ts";
 import { ApiTokenStore } from "./org/api-tokens.ts";
+import { AppsIndex, type NodeLoad, type TrackedTask } from "./org/apps-index.ts";
 import { AuditLog } from "./org/audit.ts";
 import { JobIndex } from "./org/job-index.ts";
 import { StateTreeStore } from "./org/state-trees.ts";
@@ -61,6 +62,7 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
   private readonly audit: AuditLog;
   private readonly jobs: JobIndex;
   private readonly stateTrees: StateTreeStore;
+  private readonly appsIndex: AppsIndex;
 
   constructor(ctx: DurableObjectState, env: ObjectsEnv) {
     super(ctx, env);
@@ -73,6 +75,7 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
     this.audit = new AuditLog(this.sql);
     this.jobs = new JobIndex(this.sql);
     this.stateTrees = new StateTreeStore(this.sql);
+    this.appsIndex = new AppsIndex(this.sql);
   }
 
   // ---- org and API tokens ----
@@ -320,6 +323,37 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
 
   activeJobs(): JobSummary[] {
     return this.jobs.active();
+  }
+
+  // ---- apps (the app objects hold the rest) ----
+
+  appCreated(name: string): void {
+    this.appsIndex.addApp(name, Date.now());
+  }
+
+  appNames(): string[] {
+    return this.appsIndex.apps();
+  }
+
+  deploymentCreated(deploymentId: string, app: string): void {
+    this.appsIndex.addDeployment(deploymentId, app);
+  }
+
+  appOfDeployment(deploymentId: string): string | null {
+    return this.appsIndex.appOf(deploymentId);
+  }
+
+  /** Resources reserved by placed tasks, per node: the scheduler's view of room left. */
+  trackTasks(app: string, tasks: TrackedTask[]): void {
+    this.appsIndex.track(app, tasks);
+  }
+
+  untrackTasks(taskIds: string[]): void {
+    this.appsIndex.untrack(taskIds);
+  }
+
+  nodeLoad(): NodeLoad[] {
+    return this.appsIndex.load();
   }
 
   // ---- called by NodeObject ----

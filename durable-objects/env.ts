@@ -2,6 +2,7 @@ import type { AppObject } from "./AppObject.ts";
 import type { JobObject } from "./JobObject.ts";
 import type { NodeObject } from "./NodeObject.ts";
 import type { OrgObject } from "./OrgObject.ts";
+import type { RegistryObject } from "./RegistryObject.ts";
 import type { WebhookObject } from "./WebhookObject.ts";
 
 /** Bindings the Durable Objects use to reach each other. */
@@ -11,6 +12,7 @@ export interface ObjectsEnv {
   JOB: DurableObjectNamespace<JobObject>;
   APP: DurableObjectNamespace<AppObject>;
   WEBHOOKS: DurableObjectNamespace<WebhookObject>;
+  REGISTRY: DurableObjectNamespace<RegistryObject>;
   /** Hex key (32 bytes) that app secrets are encrypted under (a wrangler secret). */
   SECRETS_KEY?: string;
   /** A task whose node has been offline this long is placed elsewhere (default 60). */
@@ -43,6 +45,10 @@ export function appStub(env: ObjectsEnv, org: string, app: string): DurableObjec
 /** One per org: webhook subscriptions, the delivery queue and its records. */
 export function webhookStub(env: ObjectsEnv, org: string): DurableObjectStub<WebhookObject> {
   return env.WEBHOOKS.get(env.WEBHOOKS.idFromName(org));
+}
+
+export function registryStub(env: ObjectsEnv): DurableObjectStub<RegistryObject> {
+  return env.REGISTRY.get(env.REGISTRY.idFromName("global"));
 }
 
 export function heartbeatSeconds(env: ObjectsEnv): number {

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { JsonObject } from "./json.ts";
 import { NodeId } from "./nodes.ts";
 
 /**
@@ -8,21 +9,20 @@ import { NodeId } from "./nodes.ts";
 
 // ---- names and ids ----
 
-/** App names appear in preview hostnames, so they are DNS labels. */
+/** App names appear in preview hostnames (`<app>.<org>.<proxy domain>`), so they are DNS labels. */
 export const APP_NAME_PATTERN = /^[a-z][a-z0-9-]{0,30}[a-z0-9]$/;
 export const AppName = z.string().regex(APP_NAME_PATTERN, "app names are 2-32 lowercase letters, digits and dashes, starting with a letter");
 
-/** Deployment ids also appear in hostnames: `d` followed by 9 lowercase base-36 characters, time-sortable. */
-export const DEPLOYMENT_ID_PATTERN = /^d[0-9a-z]{9}$/;
-export const DeploymentId = z.string().regex(DEPLOYMENT_ID_PATTERN, "deployment ids look like d0k3x9ab12");
+/** Deployment ids also appear in hostnames: `d`, 8 base-36 characters of time (so they sort), 4 random. */
+export const DEPLOYMENT_ID_PATTERN = /^d[0-9a-z]{12}$/;
+export const DeploymentId = z.string().regex(DEPLOYMENT_ID_PATTERN, "deployment ids look like dmwtta1wu3k9x");
 
-export const TASK_ID_PATTERN = /^t[0-9a-z]{9}$/;
-export const TaskId = z.string().regex(TASK_ID_PATTERN, "task ids look like t0k3x9ab12");
+export const TASK_ID_PATTERN = /^t[0-9a-z]{12}$/;
+export const TaskId = z.string().regex(TASK_ID_PATTERN, "task ids look like tmwtta1wu3k9x");
 
 function sortableId(prefix: string, now: number): string {
-  const time = now.toString(36).padStart(9, "0").slice(-6);
-  const random = new Uint8Array(3);
-  crypto.getRandomValues(random);
+  const time = now.toString(36).padStart(8, "0").slice(-8);
+  const random = crypto.getRandomValues(new Uint8Array(4));
   const tail = Array.from(random, (b) => (b % 36).toString(36)).join("");
   return `${prefix}${time}${tail}`;
 }
@@ -240,3 +240,33 @@ export const TaskLogsMessage = z
   })
   .strict();
 export type TaskLogsMessage = z.infer<typeof TaskLogsMessage>;
+
+/** A stored log line, as `GET /apps/{app}/logs` returns it. */
+export interface StoredLogLine extends LogLine {
+  seq: number;
+  nodeId: string;
+}
+
+// ---- the app's event log (`GET /apps/{app}/events`, what `zectre deploy` follows) ----
+
+export type AppEventType =
+  | "app.created"
+  | "deployment.created"
+  | "deployment.status"
+  | "deployment.promoting"
+  | "deployment.promoted"
+  | "deployment.scaled"
+  | "task.assigned"
+  | "task.state"
+  | "task.stopping"
+  | "task.lost"
+  | "placement.failed";
+
+export interface AppEvent {
+  seq: number;
+  ts: string;
+  type: AppEventType;
+  deploymentId: string | null;
+  taskId: string | null;
+  data: JsonObject;
+}

@@ -1,3 +1,5 @@
+import { APPS_INDEX_MIGRATION } from "./apps-index.ts";
+
 /** OrgObject schema, forward-only: append, never edit a shipped entry. */
 export const MIGRATIONS = [
   `CREATE TABLE org (
@@ -74,4 +76,5 @@ export const MIGRATIONS = [
      updated_at INTEGER NOT NULL,
      updated_by TEXT NOT NULL
    );`,
+  APPS_INDEX_MIGRATION,
 ] as const;

@@ -18,6 +18,8 @@ export interface ControlPlaneOptions {
   stateDir: string;
   /** Overrides the agents' heartbeat interval (tests use 1 s to see offline nodes quickly). */
   heartbeatSeconds?: number | undefined;
+  /** Seconds a node may be offline before its tasks are placed elsewhere (default: wrangler.toml's). */
+  nodeLostGraceSeconds?: number | undefined;
   /** Test-only fault injection: node objects send every action twice. */
   faultDuplicateDelivery?: boolean | undefined;
   /** Where wrangler's own output goes, besides the console. */
@@ -122,9 +124,11 @@ export async function startWorkers(options: ControlPlaneOptions, operatorSecret:
       "--port", String(options.apiPort),
       "--var", `OPERATOR_SECRET:${operatorSecret}`,
       "--var", `SECRETS_KEY:${ensureRandomSecret(paths, paths.secretsKey)}`,
+      "--var", `PUBLIC_PROXY_URL:http://localhost:${options.proxyPort}`,
       "--test-scheduled",
       ...(options.heartbeatSeconds === undefined ? [] : ["--var", `HEARTBEAT_SECONDS:${options.heartbeatSeconds}`]),
       ...(options.faultDuplicateDelivery ? ["--var", "FAULT_DUPLICATE_DELIVERY:1"] : []),
+      ...(options.nodeLostGraceSeconds === undefined ? [] : ["--var", `NODE_LOST_GRACE_SECONDS:${options.nodeLostGraceSeconds}`]),
       "--inspector-port", String(apiInspector),
       ...common,
     ],

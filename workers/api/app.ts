@@ -5,6 +5,7 @@ import { ZECTRE_VERSION } from "../lib/version.ts";
 import type { ApiContext } from "./env.ts";
 import { ApiError, errorResponse } from "./errors.ts";
 import { agentRoutes } from "./routes/agent.ts";
+import { appRoutes } from "./routes/apps.ts";
 import { artifactRoutes } from "./routes/artifacts.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { nodeRoutes } from "./routes/nodes.ts";
@@ -59,6 +60,7 @@ export function buildApiApp(): Hono<ApiContext> {
   app.route("/api/v1", settingsRoutes);
   app.route("/api/v1", jobRoutes);
   app.route("/api/v1", stateRoutes);
+  app.route("/api/v1", appRoutes);
   app.route("/api/v1", artifactRoutes);
   app.notFound((c) => errorResponse(c, new ApiError("not_found", `no route for ${c.req.method} ${c.req.path}`)));
   app.onError((error, c) => {

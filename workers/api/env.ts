@@ -10,6 +10,8 @@ export interface ApiEnv extends ObjectsEnv {
   ARTIFACTS: R2Bucket;
   /** Largest artifact layer accepted, in bytes. */
   ARTIFACT_MAX_BYTES?: string;
+  /** The proxy's public base URL, for preview and app URLs. */
+  PUBLIC_PROXY_URL?: string;
 }
 
 export interface ApiVariables {
