@@ -22,6 +22,8 @@ Options:
   --state-dir DIR  persistent state  (env ZECTRE_STATE_DIR,  default .zectre/state)
   --no-agent       do not start a local agent (by default one runs from .zectre/agent)
   --heartbeat-seconds N   agents' heartbeat interval (default 10; 3 missed = offline)
+  --node-lost-grace-seconds N
+                          how long a node may be offline before its tasks move (default 60)
   --quiet          do not echo wrangler's and the agent's output
   --fault-duplicate-delivery   test only: node objects send every action twice
   -h, --help       this help
@@ -36,9 +38,9 @@ function parsePort(value: string, flag: string): number {
   return port;
 }
 
-function parsePositive(value: string): number {
+function parsePositive(value: string, flag: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--heartbeat-seconds must be a whole number of seconds, got '${value}'`);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a whole number of seconds, got '${value}'`);
   return n;
 }
 
@@ -51,6 +53,7 @@ function options() {
       quiet: { type: "boolean", default: false },
       "no-agent": { type: "boolean", default: false },
       "heartbeat-seconds": { type: "string" },
+      "node-lost-grace-seconds": { type: "string" },
       "fault-duplicate-delivery": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -64,7 +67,8 @@ function options() {
     stateDir: values["state-dir"],
     agent: !values["no-agent"],
     faultDuplicateDelivery: values["fault-duplicate-delivery"],
-    heartbeatSeconds: values["heartbeat-seconds"] === undefined ? undefined : parsePositive(values["heartbeat-seconds"]),
+    heartbeatSeconds: values["heartbeat-seconds"] === undefined ? undefined : parsePositive(values["heartbeat-seconds"], "--heartbeat-seconds"),
+    nodeLostGraceSeconds: values["node-lost-grace-seconds"] === undefined ? undefined : parsePositive(values["node-lost-grace-seconds"], "--node-lost-grace-seconds"),
   };
 }
 

@@ -27,6 +27,8 @@ export interface LaunchOptions {
   /** Start the launcher's own local agent (off by default so tests control their nodes). */
   agent?: boolean;
   heartbeatSeconds?: number;
+  /** Seconds before an offline node's tasks are placed elsewhere. */
+  nodeLostGraceSeconds?: number;
   /** Node objects send every action twice (fault injection). */
   faultDuplicateDelivery?: boolean;
 }
@@ -36,6 +38,7 @@ function launch(root: string, apiPort: number, proxyPort: number, output: string
   if (!options.agent) args.push("--no-agent");
   if (options.heartbeatSeconds !== undefined) args.push("--heartbeat-seconds", String(options.heartbeatSeconds));
   if (options.faultDuplicateDelivery) args.push("--fault-duplicate-delivery");
+  if (options.nodeLostGraceSeconds !== undefined) args.push("--node-lost-grace-seconds", String(options.nodeLostGraceSeconds));
   const child = spawn(process.execPath, args, { cwd: PROJECT_ROOT, stdio: ["ignore", "pipe", "pipe"] });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`control plane not ready in 90 s:\n${output.join("\n")}`)), 90_000);
