@@ -14,6 +14,8 @@ import type {
   SettingRecord,
 } from "../../protocol/nodes.ts";
 import type { PushStatesBody, StateTreeInfo } from "../../protocol/states.ts";
+import type { AppSummary, CreateDeploymentBody, DeploymentRecord, LogLine } from "../../protocol/deployments.ts";
+import type { z } from "zod";
 import { networkReason, oneLine } from "../../lib/network-errors.ts";
 import { CliError } from "./errors.ts";
 
@@ -207,6 +209,77 @@ export class ApiClient {
     return this.openStream(`${jobPath(jid)}/events${query}`, signal);
   }
 
+  // ---- apps and deployments ----
+
+  createApp(name: string): Promise<{ app: AppSummary }> {
+    return this.request("POST", "/api/v1/apps", { body: { name } });
+  }
+
+  listApps(): Promise<{ apps: AppSummary[] }> {
+    return this.request("GET", "/api/v1/apps");
+  }
+
+  /** The app and its newest deployments (up to 20, newest first). */
+  getApp(name: string): Promise<{ app: AppSummary; deployments: DeploymentRecord[] }> {
+    return this.request("GET", appPath(name));
+  }
+
+  /** The body holds only what the user chose (artifacts and command always); the server fills in the defaults. */
+  createDeployment(app: string, body: CreateDeploymentRequest): Promise<DeploymentWithUrls> {
+    return this.request("POST", `${appPath(app)}/deployments`, { body });
+  }
+
+  listDeployments(app: string): Promise<{ deployments: DeploymentRecord[] }> {
+    return this.request("GET", `${appPath(app)}/deployments`);
+  }
+
+  getDeployment(id: string): Promise<DeploymentWithUrls> {
+    return this.request("GET", deploymentPath(id));
+  }
+
+  promoteDeployment(id: string): Promise<{ deployment: DeploymentRecord; appUrl: string }> {
+    return this.request("POST", `${deploymentPath(id)}/promote`, { body: {} });
+  }
+
+  /** Promotes the app's previously promoted deployment again; 409 when there is none. */
+  rollbackApp(app: string): Promise<{ deployment: DeploymentRecord; from: string }> {
+    return this.request("POST", `${appPath(app)}/rollback`, { body: {} });
+  }
+
+  /** Changes the replicas of the app's promoted deployment. */
+  scaleApp(app: string, replicas: number): Promise<{ deployment: DeploymentRecord }> {
+    return this.request("POST", `${appPath(app)}/scale`, { body: { replicas } });
+  }
+
+  /** Secret values are null unless `reveal` (which needs the admin scope). */
+  listEnv(app: string, reveal: boolean): Promise<{ env: EnvVarRecord[] }> {
+    return this.request("GET", `${appPath(app)}/env${reveal ? "?reveal=1" : ""}`);
+  }
+
+  setEnv(app: string, name: string, value: string, secret: boolean): Promise<{ name: string; secret: boolean }> {
+    return this.request("PUT", `${appPath(app)}/env/${encodeURIComponent(name)}`, { body: { value, secret } });
+  }
+
+  unsetEnv(app: string, name: string): Promise<{ name: string; removed: true }> {
+    return this.request("DELETE", `${appPath(app)}/env/${encodeURIComponent(name)}`);
+  }
+
+  /** The app's event stream (deployments and tasks) after `since`; it stays open until `signal` ends it. */
+  appEvents(app: string, since: number | undefined, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>> {
+    const query = since === undefined ? "" : `?${new URLSearchParams({ since: String(since) })}`;
+    return this.openStream(`${appPath(app)}/events${query}`, signal);
+  }
+
+  /** Stored output lines of the app's tasks, oldest first. */
+  appLogs(app: string, query: LogQuery): Promise<{ lines: AppLogLine[] }> {
+    return this.request("GET", `${appPath(app)}/logs${logSearch(query, false)}`);
+  }
+
+  /** The same lines as an event stream that stays open and carries new lines as they arrive. */
+  followAppLogs(app: string, query: LogQuery, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>> {
+    return this.openStream(`${appPath(app)}/logs${logSearch(query, true)}`, signal);
+  }
+
   /** A GET whose successful answer is a `text/event-stream`; errors are read and thrown as for `request`. */
   async openStream(path: string, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>> {
     const requestId = crypto.randomUUID();
@@ -303,6 +376,63 @@ export interface CreateJobRequest {
   timeout?: number;
   test?: boolean;
   metadata?: Record<string, string>;
+}
+
+/** `POST /api/v1/apps/:app/deployments` as the CLI sends it: the schema's input, so defaults may be left out. */
+export type CreateDeploymentRequest = z.input<typeof CreateDeploymentBody>;
+
+/** A deployment with the URLs that serve it: its own preview URL and the app's main URL. */
+export interface DeploymentWithUrls {
+  deployment: DeploymentRecord;
+  previewUrl: string;
+  appUrl: string;
+}
+
+/** One variable of `GET /api/v1/apps/:app/env`; a secret's value is null unless revealed. */
+export interface EnvVarRecord {
+  name: string;
+  secret: boolean;
+  value: string | null;
+  updatedAt: string;
+  updatedBy: string;
+}
+
+/** One event of `GET /api/v1/apps/:app/events`. */
+export interface AppEvent {
+  seq: number;
+  ts: string;
+  type: string;
+  deploymentId: string | null;
+  taskId: string | null;
+  data: JsonObject;
+}
+
+/** A task's output line as the logs route answers it: the line, the node that ran the task, and its place in the app's log. */
+export type AppLogLine = LogLine & { nodeId: string; seq?: number };
+
+/** `since` is a duration (`10m`) or an ISO time; `limit` caps how many stored lines come back. */
+export interface LogQuery {
+  deployment?: string;
+  since?: string;
+  limit?: number;
+}
+
+function appPath(app: string): string {
+  return `/api/v1/apps/${encodeURIComponent(app)}`;
+}
+
+function deploymentPath(id: string): string {
+  return `/api/v1/deployments/${encodeURIComponent(id)}`;
+}
+
+function logSearch(query: LogQuery, follow: boolean): string {
+  const search = new URLSearchParams();
+  if (query.deployment !== undefined) search.set("deployment", query.deployment);
+  if (query.since !== undefined) search.set("since", query.since);
+  if (query.limit !== undefined) search.set("limit", String(query.limit));
+  if (follow) search.set("follow", "1");
+  const text = search.toString();
+  return text === "" ? "" : `?${text}`;
 }
 
 function jobPath(jid: string): string {

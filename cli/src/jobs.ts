@@ -354,14 +354,14 @@ async function streamUntilFinished(client: ApiClient, jid: string, signal: Abort
  * trouble (5xx, 408, 429). Refusals (unknown job, bad token, no scope) and answers
  * that are not an event stream will not change on a retry.
  */
-function retryable(error: unknown): boolean {
+export function retryable(error: unknown): boolean {
   if (error instanceof ApiError) return error.status >= 500 || error.status === 408 || error.status === 429;
   if (error instanceof UnreachableError) return true;
   // fetch reports a body cut off mid-stream as a TypeError ("terminated").
   return !(error instanceof CliError);
 }
 
-function describeBreak(error: unknown): string {
+export function describeBreak(error: unknown): string {
   if (error instanceof ApiError) return error.describe();
   if (error instanceof TypeError && error.cause instanceof Error) return `${oneLine(error.message)}: ${oneLine(error.cause.message)}`;
   return error instanceof Error ? oneLine(error.message) : String(error);

@@ -14,10 +14,13 @@ export function createRegistry(): Registry {
   return buildRegistry(COMMAND_TABLE, GLOBAL_OPTIONS, "The command line for Zectre, a control plane for fleets of hosts");
 }
 
-/** Runs one command line and returns the exit code; never throws and never exits the process. */
-export async function main(argv: readonly string[], io: Io): Promise<number> {
+/**
+ * Runs one command line and returns the exit code; never throws and never exits the process.
+ * Tests may pass their own registry, e.g. with a command whose network-heavy step is faked.
+ */
+export async function main(argv: readonly string[], io: Io, registry?: Registry): Promise<number> {
   try {
-    const registry = createRegistry();
+    registry ??= createRegistry();
     const parsed = parseCommandLine(argv, registry);
     const out = await Output.create(io, parsed.globals.format, parsed.globals.noColor);
 

@@ -1,7 +1,12 @@
 import type { Entry } from "../command.ts";
 import { authCommands } from "./auth.ts";
+import { appCommands } from "./app.ts";
+import { deployCommands } from "./deploy.ts";
+import { deploymentCommands } from "./deployments.ts";
+import { envCommands } from "./env.ts";
 import { helpCommands } from "./help.ts";
 import { jobCommands } from "./job.ts";
+import { logsCommands } from "./logs.ts";
 import { nodeCommands } from "./node.ts";
 import { nodeEnrollCommands } from "./node-enroll.ts";
 import { nodeTokenCommands } from "./node-token.ts";
@@ -29,5 +34,10 @@ export const COMMAND_TABLE: readonly Entry[] = [
   ...nodeTokenCommands,
   ...settingsCommands,
   ...stateCommands,
+  ...appCommands,
+  ...deployCommands,
+  ...deploymentCommands,
+  ...envCommands,
+  ...logsCommands,
   ...helpCommands,
 ];
