@@ -18,6 +18,7 @@ export default defineConfig({
                 OPERATOR_SECRET: "test-operator-secret",
                 HEARTBEAT_SECONDS: "1",
                 SECRETS_KEY: "7e57".repeat(16),
+                WEBHOOK_ALLOW_PRIVATE: "1",
               },
               // The scheduler is another Worker; this layer does not load it (the e2e layer does). This stand-in
               // places nothing, so tests place tasks themselves through the app object's RPCs, as the scheduler does.

@@ -14,6 +14,7 @@ import { type ObjectsEnv, nodeStub, orgStub } from "./env.ts";
 import { countsOf, EventLog, JOB_MIGRATIONS, type JobRow, type TargetRow, toRecord } from "./job/job-store.ts";
 import { RESEND_AFTER_MS, retentionMs, UNREACHABLE_AFTER_MS } from "./job/timing.ts";
 import { applyMigrations } from "./sql-migrations.ts";
+import { publishEvent } from "./webhook/publish.ts";
 
 export interface JobSpec {
   org: string;
@@ -103,6 +104,7 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     this.emit("job.finished", null, { status, counts: countsOf(this.targets()) as unknown as JsonObject });
     await this.ctx.storage.setAlarm(now + retentionMs(this.env));
     await this.indexInOrg();
+    await publishEvent(this.env, report.org, "job.finished", { jid: report.jid, function: report.function, target: `L@${report.nodeId}`, status, counts: countsOf(this.targets()) as unknown as JsonObject, source: "schedule" });
     return "stored";
   }
 
@@ -279,6 +281,7 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     for (const writer of this.watchers) void writer.close().catch(() => undefined);
     this.watchers.clear();
     await this.indexInOrg();
+    await publishEvent(this.env, job.org, "job.finished", { jid: job.jid, function: job.function, target: job.target, status, counts: counts as unknown as JsonObject });
     if (reason !== "all_returned") await this.cancelOnAgents(job.org, targets.filter((t) => t.ret === null).map((t) => t.node_id), job.jid);
   }
 

@@ -13,6 +13,7 @@ import { orgRoutes } from "./routes/orgs.ts";
 import { settingsRoutes } from "./routes/settings.ts";
 import { stateRoutes } from "./routes/states.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
+import { webhookRoutes } from "./routes/webhooks.ts";
 import { whoamiRoutes } from "./routes/whoami.ts";
 
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -60,6 +61,7 @@ export function buildApiApp(): Hono<ApiContext> {
   app.route("/api/v1", settingsRoutes);
   app.route("/api/v1", jobRoutes);
   app.route("/api/v1", stateRoutes);
+  app.route("/api/v1", webhookRoutes);
   app.route("/api/v1", appRoutes);
   app.route("/api/v1", artifactRoutes);
   app.notFound((c) => errorResponse(c, new ApiError("not_found", `no route for ${c.req.method} ${c.req.path}`)));
