@@ -1,0 +1,35 @@
+import { createServer } from "node:net";
+
+/** Loopback ports for tasks. Tasks only ever listen on 127.0.0.1; the tunnel is their only way in. */
+
+export const TASK_HOST = "127.0.0.1";
+
+/** Listens on `port` (0 = any) of 127.0.0.1 and closes again; resolves with the port, or null when it is taken. */
+function tryListen(port: number): Promise<number | null> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.unref();
+    server.once("error", () => resolve(null));
+    server.listen({ port, host: TASK_HOST, exclusive: true }, () => {
+      const address = server.address();
+      const bound = typeof address === "object" && address !== null ? address.port : null;
+      server.close(() => resolve(bound));
+    });
+  });
+}
+
+/** A port the kernel just handed out, so nothing else listens on it right now. */
+export async function pickFreePort(): Promise<number> {
+  const port = await tryListen(0);
+  if (port === null) throw new Error(`cannot bind any port on ${TASK_HOST}`);
+  return port;
+}
+
+export async function isPortFree(port: number): Promise<boolean> {
+  return (await tryListen(port)) === port;
+}
+
+/** The task's old port when it is still free (the control plane already knows it), else a new one. */
+export async function reusePort(previous: number): Promise<number> {
+  return (await isPortFree(previous)) ? previous : pickFreePort();
+}
