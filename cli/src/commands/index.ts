@@ -1,5 +1,6 @@
 import type { Entry } from "../command.ts";
 import { authCommands } from "./auth.ts";
+import { artifactCommands } from "./artifact.ts";
 import { appCommands } from "./app.ts";
 import { deployCommands } from "./deploy.ts";
 import { deploymentCommands } from "./deployments.ts";
@@ -15,6 +16,7 @@ import { settingsCommands } from "./settings.ts";
 import { stateCommands } from "./state.ts";
 import { statusCommands } from "./status.ts";
 import { tokenCommands } from "./token.ts";
+import { webhookCommands } from "./webhook.ts";
 
 /**
  * The whole command table, in the order `zectre --help` lists it.
@@ -34,8 +36,10 @@ export const COMMAND_TABLE: readonly Entry[] = [
   ...nodeTokenCommands,
   ...settingsCommands,
   ...stateCommands,
+  ...webhookCommands,
   ...appCommands,
   ...deployCommands,
+  ...artifactCommands,
   ...deploymentCommands,
   ...envCommands,
   ...logsCommands,
