@@ -14,7 +14,7 @@ import type {
   SettingRecord,
 } from "../../protocol/nodes.ts";
 import type { PushStatesBody, StateTreeInfo } from "../../protocol/states.ts";
-import type { AppSummary, CreateDeploymentBody, DeploymentRecord, LogLine } from "../../protocol/deployments.ts";
+import type { AppSummary, CreateDeploymentBody, DeploymentRecord, StoredLogLine } from "../../protocol/deployments.ts";
 import type { z } from "zod";
 import { networkReason, oneLine } from "../../lib/network-errors.ts";
 import { CliError } from "./errors.ts";
@@ -271,7 +271,7 @@ export class ApiClient {
   }
 
   /** Stored output lines of the app's tasks, oldest first. */
-  appLogs(app: string, query: LogQuery): Promise<{ lines: AppLogLine[] }> {
+  appLogs(app: string, query: LogQuery): Promise<{ lines: StoredLogLine[] }> {
     return this.request("GET", `${appPath(app)}/logs${logSearch(query, false)}`);
   }
 
@@ -396,19 +396,6 @@ export interface EnvVarRecord {
   updatedAt: string;
   updatedBy: string;
 }
-
-/** One event of `GET /api/v1/apps/:app/events`. */
-export interface AppEvent {
-  seq: number;
-  ts: string;
-  type: string;
-  deploymentId: string | null;
-  taskId: string | null;
-  data: JsonObject;
-}
-
-/** A task's output line as the logs route answers it: the line, the node that ran the task, and its place in the app's log. */
-export type AppLogLine = LogLine & { nodeId: string; seq?: number };
 
 /** `since` is a duration (`10m`) or an ISO time; `limit` caps how many stored lines come back. */
 export interface LogQuery {

@@ -3,6 +3,7 @@ import { basename, join } from "node:path";
 import { z } from "zod";
 import {
   AppName,
+  DeploymentId,
   APP_NAME_PATTERN,
   EnvMap,
   EnvName,
@@ -119,6 +120,13 @@ export function planDeployment(dir: string, file: DeployConfigFile | undefined, 
   if (runtime !== undefined) body.runtime = runtime;
   if (flags.promote) body.promote = true;
   return { app, body };
+}
+
+/** A deployment id from the command line; `what` names where it came from (`--deployment`, `DEPLOYMENT`). */
+export function checkDeploymentId(id: string, what: string, commandPath: readonly string[]): string {
+  const parsed = DeploymentId.safeParse(id);
+  if (!parsed.success) throw new UsageError(`invalid ${what} '${id}': ${parsed.error.issues[0]?.message ?? "not a deployment id"}`, commandPath);
+  return id;
 }
 
 /** An app name from the command line, checked as the server will. */

@@ -1,5 +1,4 @@
-import type { DeploymentRecord, TaskState } from "../../protocol/deployments.ts";
-import type { AppLogLine } from "./client.ts";
+import type { DeploymentRecord, StoredLogLine, TaskState } from "../../protocol/deployments.ts";
 import { oneLine } from "./errors.ts";
 import { type Colors, formatTime, table } from "./output.ts";
 
@@ -59,7 +58,7 @@ export function taskLine(task: TaskView, colors: Colors): string {
  * the line came from, and `!` instead of `|` for stderr. Control characters in the
  * line are shown escaped so a task cannot drive the reader's terminal.
  */
-export function logLineText(line: AppLogLine, colors: Colors): string {
+export function logLineText(line: StoredLogLine, colors: Colors): string {
   const at = Number.isNaN(Date.parse(line.ts)) ? line.ts : `${new Date(line.ts).toISOString().slice(0, 19)}Z`;
   const source = `${oneLine(line.nodeId)}/${oneLine(line.taskId)}`;
   const text = escapeControls(line.line);

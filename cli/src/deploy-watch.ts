@@ -1,6 +1,6 @@
-import { TASK_STATES, type TaskState } from "../../protocol/deployments.ts";
+import { type AppEvent, type AppEventType, TASK_STATES, type TaskState } from "../../protocol/deployments.ts";
 import type { JsonObject } from "../../protocol/json.ts";
-import type { ApiClient, AppEvent } from "./client.ts";
+import type { ApiClient } from "./client.ts";
 import { CliError, oneLine } from "./errors.ts";
 import type { Io } from "./io.ts";
 import type { Colors } from "./output.ts";
@@ -38,14 +38,15 @@ export function parseAppEvent(data: string, label: string): AppEvent | undefined
   return {
     seq: value["seq"],
     ts: text(value["ts"]) ?? "",
-    type: value["type"],
+    // Unknown types pass through and are ignored: wire changes are additive.
+    type: value["type"] as AppEventType,
     deploymentId: text(value["deploymentId"]),
     taskId: text(value["taskId"]),
     data: isRecord(value["data"]) ? (value["data"] as JsonObject) : {},
   };
 }
 
-const TASK_EVENTS: readonly string[] = ["task.assigned", "task.state", "task.lost"];
+const TASK_EVENTS: readonly AppEventType[] = ["task.assigned", "task.state", "task.lost"];
 
 /** The tasks of one deployment as its events describe them. */
 export class TaskBoard {

@@ -46,8 +46,8 @@ describe("main", () => {
     expect((await run(["token", "list"], asAdminEnv(), false)).stdout.startsWith("ID")).toBe(true);
     expect((await run(["token", "list", "--no-color"], asAdminEnv(), true)).stdout).not.toContain("\u001b[");
     expect((await run(["token", "list"], { ...asAdminEnv(), NO_COLOR: "1" }, true)).stdout).not.toContain("\u001b[");
-    const error = await run(["bogus"], {}, true);
-    expect(error.stderr).toBe("\u001b[31mzectre: error:\u001b[39m unknown command 'bogus'; see 'zectre --help'\n");
+    const error = await run(["frobnicate"], {}, true);
+    expect(error.stderr).toBe("\u001b[31mzectre: error:\u001b[39m unknown command 'frobnicate'; see 'zectre --help'\n");
   });
 
   it("adds the request id to server errors, and handles bodies that are not API errors", async () => {

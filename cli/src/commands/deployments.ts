@@ -1,8 +1,7 @@
-import { DEPLOYMENT_ID_PATTERN, type DeploymentRecord } from "../../../protocol/deployments.ts";
+import type { DeploymentRecord } from "../../../protocol/deployments.ts";
 import type { ApiClient } from "../client.ts";
 import { defineCommand, type Entry } from "../command.ts";
-import { UsageError } from "../errors.ts";
-import { appFromConfig, CONFIG_FILE, checkAppName, parseReplicas, readDeployConfig } from "../deploy-config.ts";
+import { appFromConfig, CONFIG_FILE, checkAppName, checkDeploymentId, parseReplicas, readDeployConfig } from "../deploy-config.ts";
 import { deploymentTable } from "../deploy-format.ts";
 
 const APP_FROM_CONFIG = `The app (default: "app" in ./${CONFIG_FILE})`;
@@ -34,14 +33,19 @@ async function everyAppsDeployments(client: ApiClient): Promise<DeploymentRecord
 const promote = defineCommand({
   path: ["promote"],
   summary: "Make the app's URL serve this deployment",
-  description: "The app remembers which deployment it served before, so 'zectre rollback' can switch back without an upload.",
-  positionals: [{ name: "deployment", required: true, description: "The deployment's id, as 'zectre deploy' printed it (d followed by 9 characters)" }],
+  description:
+    "Rolling: the URL switches once the deployment is healthy (a deployment scaled to 0 gets one replica first), and only then do the " +
+    "old deployment's tasks stop. The app remembers what it served before, so 'zectre rollback' can switch back without an upload.",
+  positionals: [{ name: "deployment", required: true, description: "The deployment's id, as 'zectre deploy' printed it" }],
   examples: ["zectre promote d0k3x9ab12"],
   async run(ctx) {
-    const id = ctx.args.deployment;
-    if (!DEPLOYMENT_ID_PATTERN.test(id)) throw new UsageError(`invalid deployment id '${id}': deployment ids look like d0k3x9ab12`, ["promote"]);
+    const id = checkDeploymentId(ctx.args.deployment, "DEPLOYMENT", ["promote"]);
     const result = await ctx.client().promoteDeployment(id);
-    ctx.out.result(result, () => `Promoted ${result.deployment.id}: ${result.appUrl} now serves it`);
+    ctx.out.result(result, () =>
+      result.deployment.promoted
+        ? `Promoted ${id}: ${result.appUrl} now serves it`
+        : `Promoting ${id}: ${result.appUrl} switches to it once it is healthy`,
+    );
   },
 });
 
@@ -54,7 +58,11 @@ const rollback = defineCommand({
   async run(ctx) {
     const app = appFromConfig(ctx.io.cwd, ctx.args.app, ["rollback"]);
     const result = await ctx.client().rollbackApp(app);
-    ctx.out.result(result, () => `Rolled back ${app}: ${result.deployment.id} is promoted again (was ${result.from})`);
+    ctx.out.result(result, () =>
+      result.deployment.promoted
+        ? `Rolled back ${app}: ${result.deployment.id} is promoted again (was ${result.from})`
+        : `Rolling back ${app} to ${result.deployment.id} (was ${result.from}): it takes over once it is healthy again`,
+    );
   },
 });
 

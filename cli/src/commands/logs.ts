@@ -1,9 +1,9 @@
-import { DEPLOYMENT_ID_PATTERN } from "../../../protocol/deployments.ts";
+import type { StoredLogLine } from "../../../protocol/deployments.ts";
 import { parseDuration } from "../../../protocol/duration.ts";
-import type { AppLogLine, LogQuery } from "../client.ts";
+import type { LogQuery } from "../client.ts";
 import { type CommandContext, defineCommand, type Entry } from "../command.ts";
 import { CliError, oneLine, UsageError } from "../errors.ts";
-import { checkAppName } from "../deploy-config.ts";
+import { checkAppName, checkDeploymentId } from "../deploy-config.ts";
 import { logLineText } from "../deploy-format.ts";
 import { parseStreamJson, readWithReconnects } from "../deploy-stream.ts";
 
@@ -43,8 +43,7 @@ const logs = defineCommand({
 function readQuery(options: { deployment: string | undefined; since: string | undefined; limit: string | undefined }): LogQuery {
   const query: LogQuery = {};
   if (options.deployment !== undefined) {
-    if (!DEPLOYMENT_ID_PATTERN.test(options.deployment)) throw new UsageError(`invalid --deployment '${options.deployment}': deployment ids look like d0k3x9ab12`, PATH);
-    query.deployment = options.deployment;
+    query.deployment = checkDeploymentId(options.deployment, "--deployment", PATH);
   }
   if (options.since !== undefined) {
     if (parseDuration(options.since) === null && Number.isNaN(Date.parse(options.since))) {
@@ -61,7 +60,7 @@ function readQuery(options: { deployment: string | undefined; since: string | un
   return query;
 }
 
-type Print = (line: AppLogLine) => void;
+type Print = (line: StoredLogLine) => void;
 
 /** Text for people, NDJSON for json, one YAML document per line for yaml: all of them streamable. */
 function linePrinter(ctx: CommandContext): Print {
@@ -76,10 +75,16 @@ function linePrinter(ctx: CommandContext): Print {
   return (line) => io.stdout.write(`${logLineText(line, out.colors)}\n`);
 }
 
-function isLogLine(value: unknown): value is AppLogLine {
+function isLogLine(value: unknown): value is StoredLogLine {
   if (typeof value !== "object" || value === null) return false;
   const line = value as Record<string, unknown>;
-  return typeof line["line"] === "string" && typeof line["ts"] === "string" && typeof line["taskId"] === "string" && typeof line["nodeId"] === "string";
+  return (
+    typeof line["seq"] === "number" &&
+    typeof line["line"] === "string" &&
+    typeof line["ts"] === "string" &&
+    typeof line["taskId"] === "string" &&
+    typeof line["nodeId"] === "string"
+  );
 }
 
 /**
@@ -102,10 +107,8 @@ async function follow(ctx: CommandContext, app: string, query: LogQuery, print: 
         onData: (data) => {
           const value = parseStreamJson(data, label);
           if (!isLogLine(value)) throw new CliError(`${label} sent something that is not a log line: ${oneLine(data).slice(0, 80)}`);
-          if (value.seq !== undefined) {
-            if (value.seq <= lastSeq) return false;
-            lastSeq = value.seq;
-          }
+          if (value.seq <= lastSeq) return false;
+          lastSeq = value.seq;
           lastTs = value.ts;
           print(value);
           return false;

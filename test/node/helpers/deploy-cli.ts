@@ -47,6 +47,8 @@ export interface InProcessOptions {
   prepare?: PrepareArtifacts;
   /** Receives the handler the CLI registers for Ctrl-C, so a test can "press" it. */
   onInterrupt?: (handler: () => void) => void;
+  /** Sees stdout as it is written, for tests that act on progress. */
+  onStdout?: (chunk: string) => void;
   tty?: boolean;
 }
 
@@ -59,7 +61,13 @@ export async function runWithFakeArtifacts(args: readonly string[], options: InP
   const registry = buildRegistry(table, GLOBAL_OPTIONS, "zectre under test");
   const tty = options.tty === true;
   const io: Io = {
-    stdout: { write: (chunk: string) => (stdout += chunk), isTTY: tty },
+    stdout: {
+      write: (chunk: string) => {
+        stdout += chunk;
+        options.onStdout?.(chunk);
+      },
+      isTTY: tty,
+    },
     stderr: { write: (chunk: string) => (stderr += chunk), isTTY: tty },
     env: isolatedEnv({ ZECTRE_CONFIG_DIR: options.configDir }),
     cwd: options.cwd,

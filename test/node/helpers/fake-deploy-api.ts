@@ -2,15 +2,20 @@ import { createServer, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { ERROR_STATUS, type ErrorCode } from "../../../protocol/errors.ts";
 import {
+  type AppEvent,
+  type AppEventType,
   AppName,
   type AppSummary,
   CreateDeploymentBody,
   type DeploymentRecord,
+  newDeploymentId,
+  newTaskId,
+  type StoredLogLine,
   type TaskRecord,
   type TaskState,
 } from "../../../protocol/deployments.ts";
 import type { JsonObject } from "../../../protocol/json.ts";
-import type { AppEvent, AppLogLine, EnvVarRecord } from "../../../cli/src/client.ts";
+import type { EnvVarRecord } from "../../../cli/src/client.ts";
 
 /**
  * A stand-in for the deployments half of the API (apps, deployments, env, events,
@@ -59,7 +64,7 @@ interface FakeApp {
   env: Map<string, { value: string; secret: boolean; updatedAt: string }>;
   events: AppEvent[];
   watchers: Set<ServerResponse>;
-  logs: AppLogLine[];
+  logs: StoredLogLine[];
   logWatchers: Set<ServerResponse>;
 }
 
@@ -69,10 +74,12 @@ export interface FakeDeployApi {
   readonly apps: Map<string, FakeApp>;
   /** How each replica of the next deployments behaves; `null` means the scheduler cannot place them. */
   taskScript: TaskScript | null;
+  /** Misbehaves on purpose: env lists carry secret values even without `reveal`. */
+  leakSecrets: boolean;
   /** Cuts every open event stream (the client should reconnect with `since`). */
   dropEventStreams(): void;
   /** Adds a stored log line (and sends it to live followers). */
-  addLog(app: string, line: Omit<AppLogLine, "app" | "seq">): void;
+  addLog(app: string, line: Omit<StoredLogLine, "app" | "seq">): void;
   /** Cuts every open log stream. */
   dropLogStreams(): void;
   close(): Promise<void>;
@@ -86,8 +93,7 @@ export async function startFakeDeployApi(): Promise<FakeDeployApi> {
   const apps = new Map<string, FakeApp>();
   const requests: Recorded[] = [];
   const timers = new Set<ReturnType<typeof setTimeout>>();
-  let idCounter = 0;
-  const state = { taskScript: HEALTHY_SCRIPT as TaskScript | null };
+  const state = { taskScript: HEALTHY_SCRIPT as TaskScript | null, leakSecrets: false };
 
   const later = (ms: number, fn: () => void) => {
     const timer = setTimeout(() => {
@@ -97,13 +103,12 @@ export async function startFakeDeployApi(): Promise<FakeDeployApi> {
     timers.add(timer);
   };
 
-  const emit = (app: FakeApp, type: string, deploymentId: string | null, taskId: string | null, data: JsonObject) => {
+  const emit = (app: FakeApp, type: AppEventType, deploymentId: string | null, taskId: string | null, data: JsonObject) => {
     const event: AppEvent = { seq: app.events.length + 1, ts: new Date().toISOString(), type, deploymentId, taskId, data };
     app.events.push(event);
     for (const res of app.watchers) res.write(`id: ${event.seq}\ndata: ${JSON.stringify(event)}\n\n`);
   };
 
-  const nextId = (prefix: "d" | "t") => `${prefix}${(++idCounter).toString(36).padStart(9, "0")}`;
   const urls = (app: string, id: string) => ({ previewUrl: `http://${id}.${app}.${ORG}.${PROXY}`, appUrl: `http://${app}.${ORG}.${PROXY}` });
 
   const refreshStatus = (app: FakeApp, deployment: DeploymentRecord) => {
@@ -129,7 +134,7 @@ export async function startFakeDeployApi(): Promise<FakeDeployApi> {
     }
     for (let replica = 0; replica < deployment.replicas; replica++) {
       const task: TaskRecord = {
-        taskId: nextId("t"),
+        taskId: newTaskId(),
         deploymentId: deployment.id,
         nodeId: `web-${replica + 1}`,
         state: "assigned",
@@ -218,7 +223,7 @@ export async function startFakeDeployApi(): Promise<FakeDeployApi> {
       if (!parsed.success) return fail(res, "invalid_body", `invalid body: ${parsed.error.issues[0]?.message ?? "invalid"}`);
       const { replicas, promote: wantsPromote, ...spec } = parsed.data;
       const deployment: DeploymentRecord = {
-        id: nextId("d"),
+        id: newDeploymentId(),
         app: app.summary.name,
         createdAt: new Date().toISOString(),
         createdBy: `token:${scope}`,
@@ -258,7 +263,7 @@ export async function startFakeDeployApi(): Promise<FakeDeployApi> {
       const env: EnvVarRecord[] = [...app.env.entries()].map(([name, v]) => ({
         name,
         secret: v.secret,
-        value: v.secret && !reveal ? null : v.value,
+        value: v.secret && !reveal && !state.leakSecrets ? null : v.value,
         updatedAt: v.updatedAt,
         updatedBy: "token:operate",
       }));
@@ -315,13 +320,19 @@ export async function startFakeDeployApi(): Promise<FakeDeployApi> {
     set taskScript(script: TaskScript | null) {
       state.taskScript = script;
     },
+    get leakSecrets() {
+      return state.leakSecrets;
+    },
+    set leakSecrets(leak: boolean) {
+      state.leakSecrets = leak;
+    },
     dropEventStreams: () => {
       for (const app of apps.values()) for (const res of app.watchers) res.destroy();
     },
     addLog: (name, line) => {
       const app = apps.get(name);
       if (!app) throw new Error(`no app ${name}`);
-      const stored: AppLogLine = { ...line, app: name, seq: app.logs.length + 1 };
+      const stored: StoredLogLine = { ...line, app: name, seq: app.logs.length + 1 };
       app.logs.push(stored);
       for (const res of app.logWatchers) res.write(`id: ${stored.seq}\ndata: ${JSON.stringify(stored)}\n\n`);
     },
