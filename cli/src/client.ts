@@ -317,6 +317,37 @@ export class ApiClient {
   }
 
   /**
+   * One request with this client's credentials whose answer comes back as it came
+   * (any status, body unread): for what is not JSON both ways, such as artifact
+   * uploads and HEAD. Only an unreachable server throws (UnreachableError);
+   * `errorOf` turns a failed answer into the ApiError `request` would have thrown.
+   * A streamed body needs `signal` for its own time limit: the default one would
+   * cut a long upload short.
+   */
+  async send(method: string, path: string, init: SendInit = {}): Promise<Response> {
+    const headers: Record<string, string> = { "user-agent": this.#userAgent, "x-request-id": crypto.randomUUID(), ...init.headers };
+    if (this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;
+    const signal = init.signal ?? AbortSignal.timeout(this.#timeoutMs);
+    try {
+      return await this.#fetch(`${this.url}${path}`, { method, headers, signal, ...(init.body === undefined ? {} : { body: init.body, duplex: "half" }) });
+    } catch (error) {
+      const reason = signal.aborted && init.signal !== undefined ? signal.reason : error;
+      throw new UnreachableError(`could not reach ${this.url}: ${networkReason(reason, this.#timeoutMs)}`);
+    }
+  }
+
+  /** The ApiError for a failed answer of `send`, with the server's code and message when it sent an API error body. */
+  async errorOf(method: string, path: string, response: Response): Promise<ApiError> {
+    let text = "";
+    try {
+      text = await response.text();
+    } catch {
+      // The status alone still says what went wrong.
+    }
+    return apiError(method, path, response, parseJson(text), response.headers.get("x-request-id") ?? "");
+  }
+
+  /**
    * Sends one request and returns the parsed JSON body. The response types are
    * the protocol's interfaces, trusted rather than re-validated: the server is
    * the schema's owner, and a mismatch shows up plainly in the output.
@@ -350,6 +381,13 @@ export class ApiClient {
     }
     return json as T;
   }
+}
+
+/** `ApiClient.send`: a body that may be a stream, extra headers, and a signal that replaces the default time limit. */
+export interface SendInit {
+  body?: BodyInit;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
 }
 
 /** `POST /api/v1/enrollment-tokens`: the token's plaintext, shown this once, and its record. */

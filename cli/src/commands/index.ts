@@ -1,5 +1,6 @@
 import type { Entry } from "../command.ts";
 import { authCommands } from "./auth.ts";
+import { artifactCommands } from "./artifact.ts";
 import { appCommands } from "./app.ts";
 import { deployCommands } from "./deploy.ts";
 import { deploymentCommands } from "./deployments.ts";
@@ -38,6 +39,7 @@ export const COMMAND_TABLE: readonly Entry[] = [
   ...webhookCommands,
   ...appCommands,
   ...deployCommands,
+  ...artifactCommands,
   ...deploymentCommands,
   ...envCommands,
   ...logsCommands,
