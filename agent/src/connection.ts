@@ -25,6 +25,7 @@ import type { Signer } from "./keys.ts";
 import type { Logger } from "./log.ts";
 import { messageOf } from "./state/files.ts";
 import type { DedupLedger } from "./state/ledger.ts";
+import type { LogOutbox } from "./state/log-outbox.ts";
 import type { Outbox, OutboxMessage } from "./state/outbox.ts";
 import type { SettingsStore } from "./state/settings.ts";
 import { agentVersion } from "./version.ts";
@@ -62,6 +63,8 @@ export interface AgentConnectionOptions {
   readonly signer: Signer;
   readonly settings: SettingsStore;
   readonly outbox: Outbox;
+  /** Task log batches: resent after the outbox on every welcome and acked like it, but bounded (logs may be dropped, nothing else). */
+  readonly logOutbox?: Pick<LogOutbox, "pending" | "ack">;
   /** Ids of actions already applied, so a resent action is acked without being applied twice. */
   readonly appliedActions: DedupLedger;
   /** Collects the host's facts; called after each welcome and on every refresh. */
@@ -96,6 +99,8 @@ export interface ConnectionEvents {
   connecting: [{ attempt: number }];
   open: [];
   welcome: [WelcomeMessage];
+  /** After a welcome, once the facts went out and both outboxes were resent: a fresh picture may follow (the task inventory). */
+  ready: [];
   action: [{ id: string; kind: string | undefined; outcome: ActionOutcome }];
   /** Ids the server acked, after they left the outbox. */
   acked: [string[]];
@@ -391,7 +396,7 @@ export class AgentConnection extends EventEmitter<ConnectionEvents> {
           .catch((error: unknown) => this.#log.error("action handling crashed", { id: message.id, error: messageOf(error) }));
         break;
       case "ack": {
-        const removed = this.#options.outbox.ack(message.ids);
+        const removed = this.#options.outbox.ack(message.ids) + (this.#options.logOutbox?.ack(message.ids) ?? 0);
         this.#log.debug("server acked", { ids: message.ids, removed });
         this.emit("acked", message.ids);
         break;
@@ -449,6 +454,8 @@ export class AgentConnection extends EventEmitter<ConnectionEvents> {
     this.#lastFactsSent = undefined;
     this.#sendFacts();
     for (const pending of this.#options.outbox.pending()) this.#sendOutboxMessage(pending);
+    for (const batch of this.#options.logOutbox?.pending() ?? []) this.#sendJson(batch);
+    this.emit("ready");
   }
 
   async #handleAction(message: ActionMessage, socket: WebSocket): Promise<void> {

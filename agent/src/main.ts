@@ -13,9 +13,11 @@ import { Logger } from "./log.ts";
 import { runAgent } from "./run.ts";
 import { type DataDirContext, dataDirPaths, defaultDataDir } from "./state/data-dir.ts";
 import { readIdentity } from "./state/identity.ts";
+import { DEFAULT_LOG_BACKLOG_BYTES } from "./state/log-outbox.ts";
 import { Outbox } from "./state/outbox.ts";
 import { SettingsStore } from "./state/settings.ts";
 import { StateTreeStore } from "./state/state-tree.ts";
+import { TaskStore } from "./tasks/task-store.ts";
 import { agentVersion } from "./version.ts";
 
 /** Everything a command touches in its process, injected so commands run in-process under test. */
@@ -76,13 +78,16 @@ const COMMANDS: readonly CommandDef[] = [
   {
     name: "run",
     summary: "Connect to the control plane and keep this node online",
-    usage: "zectre-agent run [--data-dir DIR] [--fact KEY=VALUE]... [--facts-interval SECONDS] [--job-queue N]",
+    usage: "zectre-agent run [--data-dir DIR] [--fact KEY=VALUE]... [--facts-interval SECONDS] [--job-queue N] [--log-backlog-mb MB]",
     description: [
       "Starts from the data dir even when the control plane is unreachable and keeps retrying, with",
       "exponential backoff and full jitter. Logs are JSON lines on stdout. Exits 0 on SIGTERM or SIGINT,",
       "1 when it cannot start, and 3 when the control plane rejected or revoked this node.",
       "",
-      "Environment (for tests): ZECTRE_AGENT_BACKOFF_BASE_MS, ZECTRE_AGENT_BACKOFF_CAP_MS, ZECTRE_AGENT_STABLE_MS, ZECTRE_AGENT_FAULT_DUPLICATE_SENDS=1 (fault injection: every return and report is sent twice).",
+      "Runs the tasks the control plane places on this node (DIR/tasks), also while it is unreachable;",
+      "their output waits in DIR/log-outbox, whose oldest lines are dropped past --log-backlog-mb.",
+      "",
+      "Environment (for tests): ZECTRE_AGENT_BACKOFF_BASE_MS, ZECTRE_AGENT_BACKOFF_CAP_MS, ZECTRE_AGENT_STABLE_MS, ZECTRE_AGENT_FAULT_DUPLICATE_SENDS=1 (fault injection: every return and report is sent twice), ZECTRE_AGENT_TASK_HEALTH_MS (health probe interval), ZECTRE_AGENT_TASK_RESTART_BASE_MS (first restart delay after a crash).",
     ],
     options: {
       "data-dir": DATA_DIR,
@@ -92,6 +97,11 @@ const COMMANDS: readonly CommandDef[] = [
         type: "string",
         valueName: "N",
         description: `How many mutating jobs (cmd.run, file.write) may wait for the running one; more fail with 'agent busy' (default ${DEFAULT_QUEUE_CAPACITY})`,
+      },
+      "log-backlog-mb": {
+        type: "string",
+        valueName: "MB",
+        description: `Disk for task output not yet acked by the control plane; past it the oldest lines are dropped (default ${DEFAULT_LOG_BACKLOG_BYTES / 1024 / 1024})`,
       },
     },
     run: runRun,
@@ -235,8 +245,20 @@ async function runRun(values: Values, io: AgentIo): Promise<number> {
   if (jobQueueCapacity !== undefined && !(Number.isInteger(jobQueueCapacity) && jobQueueCapacity >= 0 && queue?.trim() !== "")) {
     throw new AgentError(`invalid --job-queue '${queue}': expected a whole number of jobs (0 or more)`);
   }
+  const backlog = text(values, "log-backlog-mb");
+  const backlogMb = backlog === undefined ? undefined : Number(backlog);
+  if (backlogMb !== undefined && !(Number.isFinite(backlogMb) && backlogMb > 0 && backlog?.trim() !== "")) {
+    throw new AgentError(`invalid --log-backlog-mb '${backlog}': expected a positive number of megabytes`);
+  }
+  const healthMs = envMs(io, "ZECTRE_AGENT_TASK_HEALTH_MS");
+  const restartBaseMs = envMs(io, "ZECTRE_AGENT_TASK_RESTART_BASE_MS");
   return runAgent({
     dataDir: dataDirOf(values, io),
+    ...(backlogMb !== undefined ? { logBacklog: { maxBytes: Math.round(backlogMb * 1024 * 1024) } } : {}),
+    taskTimings: {
+      ...(healthMs !== undefined ? { healthIntervalMs: healthMs } : {}),
+      ...(restartBaseMs !== undefined ? { restartBaseMs } : {}),
+    },
     ...(jobQueueCapacity !== undefined ? { jobQueueCapacity } : {}),
     logger: new Logger({ sink: (line) => io.stdout.write(line) }),
     facts: factFlags(values),
@@ -295,8 +317,16 @@ async function runStatus(values: Values, io: AgentIo): Promise<number> {
   const tree = new StateTreeStore(paths.dir);
   const statesVersion = tree.version();
   const states = statesVersion === null ? null : { version: statesVersion, files: tree.files().length, dir: tree.dir };
+  // What task.json says; whether each process runs now is the running agent's to know.
+  const tasks = new TaskStore(paths.dir).list().tasks.map(({ taskId, file }) => ({
+    taskId,
+    app: file.spec.app,
+    deploymentId: file.spec.deploymentId,
+    desired: file.desired,
+    hostPort: file.hostPort,
+  }));
   if (values.json === true) {
-    io.stdout.write(`${JSON.stringify({ dataDir: paths.dir, identity, settings: snapshot, states, outbox }, null, 2)}\n`);
+    io.stdout.write(`${JSON.stringify({ dataDir: paths.dir, identity, settings: snapshot, states, outbox, tasks }, null, 2)}\n`);
     return 0;
   }
   const settingsLine = snapshot
@@ -312,6 +342,7 @@ async function runStatus(values: Values, io: AgentIo): Promise<number> {
     ["Settings", settingsLine],
     ["States", states ? `version ${states.version}, ${states.files} file(s)` : "none received yet"],
     ["Outbox", `${outbox} message(s) waiting for an ack`],
+    ["Tasks", tasks.length === 0 ? "none" : tasks.map((task) => `${task.taskId} (${task.app}/${task.deploymentId}, port ${task.hostPort}, ${task.desired})`).join(", ")],
     ["Data dir", paths.dir],
   ];
   for (const [label, value] of rows) io.stdout.write(`${`${label}:`.padEnd(12)}${value}\n`);

@@ -13,7 +13,11 @@ import type { Logger } from "./log.ts";
 import { openAgentState } from "./state/agent-state.ts";
 import { dataDirPaths } from "./state/data-dir.ts";
 import { loadCredentials } from "./state/identity.ts";
+import { LogOutbox, type LogOutboxOptions } from "./state/log-outbox.ts";
 import { StateTreeStore, statesUpdateHandler } from "./state/state-tree.ts";
+import { LogShipper } from "./tasks/log-shipper.ts";
+import { TaskSupervisor } from "./tasks/supervisor.ts";
+import type { TaskArtifacts, TaskTimings } from "./tasks/task.ts";
 import { agentVersion } from "./version.ts";
 
 /**
@@ -34,6 +38,10 @@ export interface RunOptions {
   readonly stableMs?: number;
   /** How many mutating jobs may wait for the one running (default 16). */
   readonly jobQueueCapacity?: number;
+  /** Caps of the on-disk task log backlog (default 20 MiB, 2,000 batches). */
+  readonly logBacklog?: LogOutboxOptions;
+  /** Task supervisor timings (tests make them fast). */
+  readonly taskTimings?: Partial<TaskTimings>;
   /** Called with the reason when the node is refused for good, for the one-line error on stderr. */
   readonly onRefused?: (end: Exclude<ConnectionEnd, { reason: "stopped" }>) => void;
 }
@@ -46,6 +54,7 @@ export async function runAgent(options: RunOptions): Promise<number> {
   loadAgentConfig(paths.config);
 
   const state = openAgentState(paths);
+  const logOutbox = LogOutbox.open(paths.logOutbox, options.logBacklog);
   if (state.settings.loadProblem) log.warn("ignored the settings snapshot", { problem: state.settings.loadProblem });
   if (state.outbox.unreadable.length > 0) log.warn("skipped unreadable outbox files", { files: state.outbox.unreadable });
   // Repairs what a crash in the middle of a states.update left behind: the tree is then old or new, never torn.
@@ -60,6 +69,7 @@ export async function runAgent(options: RunOptions): Promise<number> {
     settingsVersion: state.settings.currentSettings()?.version ?? null,
     statesVersion: states.version(),
     outbox: state.outbox.size,
+    logBacklog: logOutbox.size,
   });
 
   let lastFacts: CustomFacts = {};
@@ -77,6 +87,7 @@ export async function runAgent(options: RunOptions): Promise<number> {
     signer: ed25519Signer(privateKey),
     settings: state.settings,
     outbox: state.outbox,
+    logOutbox,
     appliedActions: state.appliedActions,
     logger: log,
     facts,
@@ -104,8 +115,25 @@ export async function runAgent(options: RunOptions): Promise<number> {
   // Schedules run from the last-known-good snapshot right away, connected or not; reports wait in the outbox.
   const schedules = new Scheduler({ runner: jobs, enqueue: (message) => connection.enqueue(message), logger: log });
   const unsubscribeSchedules = schedules.attach(state.settings);
-  // Disarms the schedules, aborts every run (dispatched or scheduled), and waits until their returns and reports are stored.
-  const stopWork = () => Promise.all([schedules.stop(), jobs.stop()]).then(() => undefined);
+  // Tasks run whether or not the control plane is reachable: statuses wait in the outbox, output in the log backlog.
+  const shipper = new LogShipper({ outbox: logOutbox, send: (message) => connection.send(message), logger: log });
+  const tasks = new TaskSupervisor({
+    dataDir: paths.dir,
+    artifacts: taskArtifacts(),
+    logger: log,
+    enqueue: (message) => connection.enqueue(message),
+    output: (line) => shipper.push(line),
+    ...(options.taskTimings ? { timings: options.taskTimings } : {}),
+  });
+  tasks.attach(connection);
+  // Not awaited: a stop that was under way when the agent died may take its whole grace, and must not delay connecting.
+  void tasks.recover();
+  // Disarms the schedules, aborts every run (dispatched or scheduled), ends the task processes (they come back on the
+  // next start), and waits until returns, reports and the last output lines are stored.
+  const stopWork = () =>
+    Promise.all([schedules.stop(), jobs.stop(), tasks.shutdown()]).then(() => {
+      shipper.stop();
+    });
 
   let stopping: Promise<void> | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -131,4 +159,17 @@ export async function runAgent(options: RunOptions): Promise<number> {
     await stopWork();
     state.close();
   }
+}
+
+/**
+ * ARTIFACT STORE HOOK: \`agent/src/tasks/artifacts.ts\` (ArtifactStore, written by another engineer) was not
+ * in the tree yet when the supervisor was wired. Until it is, task starts fail with this message (reported as
+ * \`crashed\` and retried with backoff). Replace with:
+ *   new ArtifactStore({ cacheDir: join(paths.dir, "artifacts"), baseUrl: identity.url, org: identity.org,
+ *                       nodeId: identity.nodeId, signer: ed25519Signer(privateKey) })
+ */
+function taskArtifacts(): TaskArtifacts {
+  return {
+    unpack: () => Promise.reject(new Error("this agent build cannot download artifacts yet (ArtifactStore is not wired in)")),
+  };
 }

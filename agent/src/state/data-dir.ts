@@ -35,6 +35,10 @@ export interface DataDirPaths {
   readonly ledger: string;
   readonly actions: string;
   readonly outbox: string;
+  /** Task log batches waiting for an ack: bounded, the oldest dropped first. */
+  readonly logOutbox: string;
+  /** One directory per task (`task.json`, `app/`). */
+  readonly tasks: string;
   readonly config: string;
 }
 
@@ -49,6 +53,8 @@ export function dataDirPaths(dir: string): DataDirPaths {
     ledger: join(absolute, "ledger.jsonl"),
     actions: join(absolute, "actions.jsonl"),
     outbox: join(absolute, "outbox"),
+    logOutbox: join(absolute, "log-outbox"),
+    tasks: join(absolute, "tasks"),
     config: join(absolute, "config.json"),
   };
 }

@@ -64,22 +64,19 @@ export class TaskSupervisor {
   /**
    * At boot: brings back every task in the data dir. Those meant to run are
    * started again (their processes died with the previous agent); a stop that
-   * was under way is finished. Resolves once each has been set going.
+   * was under way is finished. Every task is known (inventories list it) when
+   * this returns; the promise resolves once each was started or stopped, which
+   * the agent does not wait for (a stop may take its whole grace).
    */
-  async recover(): Promise<void> {
+  recover(): Promise<void> {
     const { tasks, unreadable } = this.store.list();
     if (unreadable.length > 0) this.#log.warn("skipped task directories without a readable task.json", { tasks: unreadable });
     if (tasks.length > 0) this.#log.info("recovering tasks", { tasks: tasks.map((task) => task.taskId) });
-    await Promise.all(
-      tasks.map(async ({ taskId, file }) => {
-        const task = this.#adopt(new SupervisedTask(this.#context, file));
-        try {
-          await task.resume();
-        } catch (error) {
-          this.#log.error("could not recover a task", { taskId, error: messageOf(error) });
-        }
-      }),
-    );
+    const resumed = tasks.map(({ taskId, file }) => {
+      const task = this.#adopt(new SupervisedTask(this.#context, file));
+      return task.resume().catch((error: unknown) => this.#log.error("could not recover a task", { taskId, error: messageOf(error) }));
+    });
+    return Promise.all(resumed).then(() => undefined);
   }
 
   /**
