@@ -126,6 +126,9 @@ export async function startWorkers(options: ControlPlaneOptions, operatorSecret:
       "--var", `SECRETS_KEY:${ensureRandomSecret(paths, paths.secretsKey)}`,
       "--var", `PUBLIC_PROXY_URL:http://localhost:${options.proxyPort}`,
       "--test-scheduled",
+      // Local receivers listen on loopback; deployed control planes refuse private webhook URLs.
+      "--var", "WEBHOOK_ALLOW_PRIVATE:1",
+      ...(process.env.WEBHOOK_RETRY_BASE_SECONDS ? ["--var", `WEBHOOK_RETRY_BASE_SECONDS:${process.env.WEBHOOK_RETRY_BASE_SECONDS}`] : []),
       ...(options.heartbeatSeconds === undefined ? [] : ["--var", `HEARTBEAT_SECONDS:${options.heartbeatSeconds}`]),
       ...(options.faultDuplicateDelivery ? ["--var", "FAULT_DUPLICATE_DELIVERY:1"] : []),
       ...(options.nodeLostGraceSeconds === undefined ? [] : ["--var", `NODE_LOST_GRACE_SECONDS:${options.nodeLostGraceSeconds}`]),
