@@ -3,6 +3,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { ObjectsEnv } from "../../durable-objects/env.ts";
 import { publishEvent } from "../../durable-objects/webhook/publish.ts";
+import { MAX_WEBHOOKS_PER_ORG } from "../../durable-objects/WebhookObject.ts";
 import {
   type CreatedWebhook,
   eventMatches,
@@ -169,6 +170,15 @@ describe("webhook subscriptions", () => {
     }
     expect((await call("POST", "/api/v1/webhooks", { token: adminToken, rawBody: "{", headers: { "content-type": "application/json" } })).status).toBe(400);
     expect(await listWebhooks(adminToken)).toEqual([]);
+  });
+
+  it(`allows at most ${MAX_WEBHOOKS_PER_ORG} webhooks per org`, async () => {
+    const { adminToken } = await createOrg("wh-max");
+    for (let i = 0; i < MAX_WEBHOOKS_PER_ORG; i++) await addWebhook(adminToken, ["*"], `${RECEIVER}/${i}`);
+    const refused = await call<{ error: { code: string; message: string } }>("POST", "/api/v1/webhooks", { token: adminToken, body: { url: RECEIVER, events: ["*"] } });
+    expect(refused.status).toBe(409);
+    expect(refused.body.error.message).toMatch(/at most 25 webhooks/);
+    expect(await listWebhooks(adminToken)).toHaveLength(MAX_WEBHOOKS_PER_ORG);
   });
 
   it("refuses loopback and private hosts unless WEBHOOK_ALLOW_PRIVATE=1", async () => {
