@@ -1,5 +1,5 @@
 import { statSync } from "node:fs";
-import type { ArtifactLayer, ArtifactRef } from "../../protocol/deployments.ts";
+import type { LayerOutcome, PreparedArtifacts, ProgressSink } from "./artifacts.ts";
 import { type ApiClient, ApiError, type DeploymentWithUrls } from "./client.ts";
 import { CliError } from "./errors.ts";
 import type { Io } from "./io.ts";
@@ -13,20 +13,7 @@ import { watchDeployment, type WatchResult } from "./deploy-watch.ts";
  * artifacts, create the deployment, then follow its tasks until they are healthy.
  */
 
-// The artifact step's shapes, as cli/src/artifacts.ts exports them.
-export interface LayerOutcome {
-  layer: ArtifactLayer;
-  digest: string;
-  size: number;
-  files: number;
-  uploaded: boolean;
-  reusedBy: "digest" | "lockfile" | null;
-}
-export interface PreparedArtifacts {
-  refs: ArtifactRef[];
-  layers: LayerOutcome[];
-}
-export type ProgressSink = (event: { layer: ArtifactLayer; phase: "pack" | "upload"; done: number; total: number }) => void;
+/** The artifact step: cli/src/artifacts.ts's prepareArtifacts, or a fake in tests. */
 export type PrepareArtifacts = (dir: string, client: ApiClient, progress: ProgressSink) => Promise<PreparedArtifacts>;
 
 export interface DeployRun {
@@ -110,11 +97,11 @@ async function ensureApp(client: ApiClient, app: string, say: (line: string) => 
   }
 }
 
-/** `  app   3f2a1b9c0d1e  12 files, 4.1 KiB  uploaded`. */
+/** `  app   3f2a1b9c0d1e  12 files, 4.1 KiB  uploaded`; a layer reused by its lockfile was not packed, so its files go uncounted. */
 export function layerLine(layer: LayerOutcome): string {
   const how = layer.uploaded ? "uploaded" : layer.reusedBy === "lockfile" ? "reused (lockfile unchanged)" : "already stored";
-  const files = `${layer.files} ${layer.files === 1 ? "file" : "files"}`;
-  return `  ${layer.layer.padEnd(4)}  ${layer.digest.slice(0, 12)}  ${files}, ${formatBytes(layer.size)}  ${how}`;
+  const files = layer.reusedBy === "lockfile" ? "" : `${layer.files} ${layer.files === 1 ? "file" : "files"}, `;
+  return `  ${layer.layer.padEnd(4)}  ${layer.digest.slice(0, 12)}  ${files}${formatBytes(layer.size)}  ${how}`;
 }
 
 type DeployResult = "created" | "healthy" | "timeout";

@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { appNameFrom } from "../../cli/src/deploy-config.ts";
@@ -53,7 +53,7 @@ describe("zectre deploy", () => {
       [
         "Creating app my-shop-v2",
         `  app   ${APP_DIGEST.slice(0, 12)}  12 files, 4.1 KiB  uploaded`,
-        `  deps  ${DEPS_DIGEST.slice(0, 12)}  1203 files, 3.1 MiB  reused (lockfile unchanged)`,
+        `  deps  ${DEPS_DIGEST.slice(0, 12)}  3.1 MiB  reused (lockfile unchanged)`,
         `Deployment ${id}`,
         `Preview: http://${id}.my-shop-v2.acme.localhost:47000`,
         "Waiting for 1 task to become healthy (up to 120s)",
@@ -271,6 +271,33 @@ describe("zectre deploy", () => {
     const result = await runWithFakeArtifacts([...flags(TOKENS.read), "deploy"], { cwd: appDir("web"), configDir });
     expect(result.code).toBe(1);
     expect(result.stderr).toBe("zectre: error: this action needs the 'operate' scope; the token has 'read' (forbidden)\n");
+  });
+});
+
+describe("zectre deploy, the shipped binary", () => {
+  it("packs and uploads a real directory, and a redeploy reuses the deps layer by its lockfile", async () => {
+    const dir = join(tempDir(), "hello");
+    cpSync(join(import.meta.dirname, "../fixtures/hello-app"), dir, { recursive: true });
+    writeTree(dir, {
+      "package-lock.json": { name: "hello-app", lockfileVersion: 3, packages: {} },
+      "node_modules/tiny/index.js": "export const tiny = 1;\n",
+    });
+    const run = () => runBinary([...flags(), "deploy", "--format", "json"], { cwd: dir, env: { ZECTRE_CONFIG_DIR: configDir } });
+    const first = await run();
+    expect(first.code, first.stderr).toBe(0);
+    const out = JSON.parse(first.stdout) as { layers: { layer: string; uploaded: boolean; reusedBy: string | null; digest: string }[]; result: string };
+    expect(out.result).toBe("healthy");
+    expect(out.layers.map((l) => [l.layer, l.uploaded])).toEqual([["app", true], ["deps", true]]);
+    // The fake checked each upload's bytes against its digest; the deployment names exactly what was stored.
+    expect([...api.artifacts.keys()].sort()).toEqual(out.layers.map((l) => l.digest).sort());
+    expect((deploymentBodies()[0] as { artifacts: unknown[] }).artifacts).toHaveLength(2);
+
+    writeFileSync(join(dir, "server.mjs"), `// v2\n${readFileSync(join(dir, "server.mjs"), "utf8")}`);
+    const second = await run();
+    expect(second.code, second.stderr).toBe(0);
+    const again = JSON.parse(second.stdout) as typeof out;
+    expect(again.layers.map((l) => [l.layer, l.uploaded, l.reusedBy])).toEqual([["app", true, null], ["deps", false, "lockfile"]]);
+    expect(api.requests.filter((r) => r.method === "PUT").length).toBe(3);
   });
 });
 

@@ -1,10 +1,11 @@
 import { resolve } from "node:path";
 import { MAX_REPLICAS } from "../../../protocol/deployments.ts";
 import { type Command, defineCommand, type Entry } from "../command.ts";
-import { CliError } from "../errors.ts";
 import { CONFIG_FILE, planDeployment, readDeployConfig } from "../deploy-config.ts";
-import { checkDirectory, type PrepareArtifacts, type ProgressSink, runDeploy } from "../deploy-run.ts";
+import { prepareArtifacts, type ProgressSink } from "../artifacts.ts";
+import { checkDirectory, type PrepareArtifacts, runDeploy } from "../deploy-run.ts";
 import type { Io } from "../io.ts";
+import { stderrProgress } from "../progress.ts";
 import { parseTimeout } from "./run.ts";
 
 const PATH = ["deploy"];
@@ -96,6 +97,4 @@ export function createDeployCommand(prepare: PrepareArtifacts, progress: (io: Io
   });
 }
 
-const artifactsMissing: PrepareArtifacts = () => Promise.reject(new CliError("artifact upload is not available in this build of the CLI"));
-
-export const deployCommands: readonly Entry[] = [createDeployCommand(artifactsMissing, () => () => undefined)];
+export const deployCommands: readonly Entry[] = [createDeployCommand(prepareArtifacts, stderrProgress)];

@@ -1,5 +1,7 @@
+import { createHash } from "node:crypto";
 import { createServer, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { ArtifactInfo } from "../../../protocol/artifacts.ts";
 import { ERROR_STATUS, type ErrorCode } from "../../../protocol/errors.ts";
 import {
   type AppEvent,
@@ -72,6 +74,8 @@ export interface FakeDeployApi {
   readonly url: string;
   readonly requests: Recorded[];
   readonly apps: Map<string, FakeApp>;
+  /** Stored artifacts by digest (`HEAD`/`PUT`/`GET /artifacts`), their bytes verified against the digest. */
+  readonly artifacts: Map<string, ArtifactInfo>;
   /** How each replica of the next deployments behaves; `null` means the scheduler cannot place them. */
   taskScript: TaskScript | null;
   /** Misbehaves on purpose: env lists carry secret values even without `reveal`. */
@@ -177,12 +181,39 @@ export async function startFakeDeployApi(): Promise<FakeDeployApi> {
     } catch {
       body = text;
     }
-    requests.push({ method: req.method ?? "GET", path: url.pathname, query: url.searchParams, body });
+    const isArtifact = url.pathname.startsWith("/api/v1/artifacts");
+    requests.push({ method: req.method ?? "GET", path: url.pathname, query: url.searchParams, body: isArtifact ? undefined : body });
     const token = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? "")?.[1];
     const scope = (Object.keys(TOKENS) as Scope[]).find((key) => TOKENS[key] === token);
     if (!scope) return fail(res, "unauthorized", "invalid or revoked API token");
+    if (isArtifact) return artifactRoute(req.method ?? "GET", url, Buffer.concat(chunks), res);
     route(req.method ?? "GET", url, body, scope, res);
   });
+
+  const artifacts = new Map<string, ArtifactInfo>();
+  const artifactRoute = (method: string, url: URL, bytes: Buffer, res: ServerResponse): void => {
+    const digest = url.pathname.split("/")[4];
+    if (digest === undefined && method === "GET") {
+      const layer = url.searchParams.get("layer");
+      const lockfile = url.searchParams.get("lockfile");
+      const found = [...artifacts.values()].filter((a) => (layer === null || a.layer === layer) && (lockfile === null || a.lockfile === lockfile));
+      return send(res, 200, { artifacts: found });
+    }
+    if (digest !== undefined && method === "HEAD") {
+      res.writeHead(artifacts.has(digest) ? 200 : 404);
+      return void res.end();
+    }
+    if (digest !== undefined && method === "PUT") {
+      const known = artifacts.get(digest);
+      if (known) return send(res, 200, { artifact: known, created: false });
+      if (createHash("sha256").update(bytes).digest("hex") !== digest) return fail(res, "bad_request", "the body's sha256 is not the digest");
+      const layer = url.searchParams.get("layer") === "deps" ? "deps" : "app";
+      const info: ArtifactInfo = { digest, size: bytes.length, layer, lockfile: url.searchParams.get("lockfile"), uploadedAt: new Date().toISOString(), uploadedBy: "operate" };
+      artifacts.set(digest, info);
+      return send(res, 201, { artifact: info, created: true });
+    }
+    return fail(res, "not_found", `no route for ${method} ${url.pathname}`);
+  };
 
   const route = (method: string, url: URL, body: unknown, scope: Scope, res: ServerResponse): void => {
     const path = url.pathname.replace(/^\/api\/v1/, "");
@@ -314,6 +345,7 @@ export async function startFakeDeployApi(): Promise<FakeDeployApi> {
     url: `http://127.0.0.1:${port}`,
     requests,
     apps,
+    artifacts,
     get taskScript() {
       return state.taskScript;
     },
