@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import { buildGrains } from "../../protocol/target.ts";
 import type { BackoffOptions } from "./backoff.ts";
 import { type CustomFacts, loadAgentConfig } from "./config.ts";
@@ -17,6 +18,7 @@ import { LogOutbox, type LogOutboxOptions } from "./state/log-outbox.ts";
 import { StateTreeStore, statesUpdateHandler } from "./state/state-tree.ts";
 import { LogShipper } from "./tasks/log-shipper.ts";
 import { TaskSupervisor } from "./tasks/supervisor.ts";
+import { ArtifactStore } from "./tasks/artifacts.ts";
 import type { TaskArtifacts, TaskTimings } from "./tasks/task.ts";
 import { agentVersion } from "./version.ts";
 
@@ -40,6 +42,8 @@ export interface RunOptions {
   readonly jobQueueCapacity?: number;
   /** Caps of the on-disk task log backlog (default 20 MiB, 2,000 batches). */
   readonly logBacklog?: LogOutboxOptions;
+  /** Where task artifacts come from (default: the ArtifactStore, downloading from the control plane). */
+  readonly artifacts?: TaskArtifacts;
   /** Task supervisor timings (tests make them fast). */
   readonly taskTimings?: Partial<TaskTimings>;
   /** Called with the reason when the node is refused for good, for the one-line error on stderr. */
@@ -82,9 +86,10 @@ export async function runAgent(options: RunOptions): Promise<number> {
     }
     return collectFacts({ ...lastFacts, ...options.facts });
   };
+  const signer = ed25519Signer(privateKey);
   const connection = new AgentConnection({
     identity,
-    signer: ed25519Signer(privateKey),
+    signer,
     settings: state.settings,
     outbox: state.outbox,
     logOutbox,
@@ -119,7 +124,10 @@ export async function runAgent(options: RunOptions): Promise<number> {
   const shipper = new LogShipper({ outbox: logOutbox, send: (message) => connection.send(message), logger: log });
   const tasks = new TaskSupervisor({
     dataDir: paths.dir,
-    artifacts: taskArtifacts(),
+    // Layers are downloaded (node-signed) into a content-addressed cache, then unpacked per task.
+    artifacts:
+      options.artifacts ??
+      new ArtifactStore({ cacheDir: join(paths.dir, "artifacts"), baseUrl: identity.url, org: identity.org, nodeId: identity.nodeId, signer }),
     logger: log,
     enqueue: (message) => connection.enqueue(message),
     output: (line) => shipper.push(line),
@@ -159,17 +167,4 @@ export async function runAgent(options: RunOptions): Promise<number> {
     await stopWork();
     state.close();
   }
-}
-
-/**
- * ARTIFACT STORE HOOK: \`agent/src/tasks/artifacts.ts\` (ArtifactStore, written by another engineer) was not
- * in the tree yet when the supervisor was wired. Until it is, task starts fail with this message (reported as
- * \`crashed\` and retried with backoff). Replace with:
- *   new ArtifactStore({ cacheDir: join(paths.dir, "artifacts"), baseUrl: identity.url, org: identity.org,
- *                       nodeId: identity.nodeId, signer: ed25519Signer(privateKey) })
- */
-function taskArtifacts(): TaskArtifacts {
-  return {
-    unpack: () => Promise.reject(new Error("this agent build cannot download artifacts yet (ArtifactStore is not wired in)")),
-  };
 }

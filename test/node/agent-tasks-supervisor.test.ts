@@ -115,7 +115,7 @@ describe("TaskSupervisor", () => {
     const h = makeSupervisor(tempDir(), { timings: { restartBaseMs: 100, restartCapMs: 250 } });
     const spec = helloSpec({ command: "echo starting; exit 3" });
     await h.supervisor.start(spec);
-    await until(() => (h.supervisor.get(spec.taskId)?.restarts ?? 0) >= 3, "three restarts", WAIT_MS);
+    await until(() => (h.supervisor.get(spec.taskId)?.restarts ?? 0) >= 4, "four restarts", WAIT_MS);
     await h.supervisor.stop(spec.taskId, 0);
     const delays = h.logs.filter((l) => l.msg === "task restart scheduled").map((l) => l.delayMs);
     expect(delays.slice(0, 4)).toEqual([100, 200, 250, 250]);
