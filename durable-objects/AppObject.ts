@@ -25,6 +25,7 @@ import { deploymentStatus } from "./app/status.ts";
 import { TaskStore, type TaskRow, toTaskRecord } from "./app/task-store.ts";
 import { nodeStub, type ObjectsEnv, orgStub } from "./env.ts";
 import { sseFrame, SseHub } from "./sse-hub.ts";
+import { publishEvent } from "./webhook/publish.ts";
 import { applyMigrations } from "./sql-migrations.ts";
 
 interface AppRow extends Record<string, SqlStorageValue> {
@@ -98,7 +99,7 @@ export class AppObject extends DurableObject<ObjectsEnv> {
   // ---- deployments ----
 
   /** Stores the deployment; the scheduler places its tasks (called right after, and by every cron reconcile). */
-  createDeployment(id: string, body: CreateDeploymentBody, by: string): Result<{ deployment: DeploymentRecord }> {
+  async createDeployment(id: string, body: CreateDeploymentBody, by: string): Promise<Result<{ deployment: DeploymentRecord }>> {
     const app = this.app();
     if (!app) return failure("not_found", "app not found");
     if (this.deployments.get(id)) return failure("conflict", `deployment ${id} already exists`);
@@ -106,6 +107,7 @@ export class AppObject extends DurableObject<ObjectsEnv> {
     this.emit("deployment.created", id, null, { by, replicas: body.replicas });
     // The first deployment is always promoted once healthy; later ones only when asked.
     if (body.promote || (app.promoted === null && app.promoting === null)) this.setPromoting(id);
+    await this.publish("deploy.created", id, { by, replicas: body.replicas });
     return { ok: true, deployment: this.record(this.deployments.get(id) as DeploymentRow) };
   }
 
@@ -142,6 +144,7 @@ export class AppObject extends DurableObject<ObjectsEnv> {
     if (!previous) return failure("conflict", `no deployment was promoted before ${current}`);
     const promoted = await this.promote(previous, by);
     if (!promoted.ok) return promoted;
+    await this.publish("deploy.rolled_back", previous, { from: current, by });
     return { ok: true, deployment: promoted.deployment, from: current };
   }
 
@@ -152,6 +155,7 @@ export class AppObject extends DurableObject<ObjectsEnv> {
     if (!app || id === null) return failure("conflict", "the app has no promoted deployment to scale");
     this.deployments.setReplicas(id, replicas);
     this.emit("deployment.scaled", id, null, { replicas, by });
+    await this.publish("deploy.scaled", id, { replicas, by });
     await this.stopSurplus(id, replicas);
     await this.refreshStatus(id);
     return { ok: true, deployment: this.record(this.deployments.get(id) as DeploymentRow) };
@@ -403,7 +407,10 @@ export class AppObject extends DurableObject<ObjectsEnv> {
     const wanted = this.wantedDeploymentIds().has(deploymentId);
     const states = wanted ? this.tasks.wanted(deploymentId).map((t) => t.state as TaskState) : [];
     const status = deploymentStatus(wanted ? row.replicas : 0, states);
-    if (this.deployments.setStatus(deploymentId, status)) this.emit("deployment.status", deploymentId, null, { status });
+    if (this.deployments.setStatus(deploymentId, status)) {
+      this.emit("deployment.status", deploymentId, null, { status });
+      if (status === "healthy" || status === "failed") await this.publish(`deploy.${status}`, deploymentId, {});
+    }
     if (status === "healthy" && this.app()?.promoting === deploymentId) await this.completePromotion(deploymentId);
   }
 
@@ -417,6 +424,7 @@ export class AppObject extends DurableObject<ObjectsEnv> {
     this.sql.exec("UPDATE app SET promoted = ?, promoting = NULL", id);
     this.sql.exec("INSERT INTO promotions (deployment_id, at, by) VALUES (?, ?, 'system')", id, now);
     this.emit("deployment.promoted", id, null, {});
+    await this.publish("deploy.promoted", id, {});
     await this.stopUnwanted();
   }
 
@@ -448,6 +456,12 @@ export class AppObject extends DurableObject<ObjectsEnv> {
   private emit(type: Parameters<AppEventLog["append"]>[0], deploymentId: string | null, taskId: string | null, data: JsonObject): void {
     const event = this.events.append(type, deploymentId, taskId, data);
     this.eventWatchers.broadcast(sseFrame(event.seq, event));
+  }
+
+  /** Webhooks (`deploy.*`): stored for delivery before this returns; never fails the change that caused it. */
+  private async publish(type: string, deploymentId: string, data: JsonObject): Promise<void> {
+    const app = this.app();
+    if (app) await publishEvent(this.env, app.org, type, { app: app.name, deploymentId, ...data });
   }
 
   private app(): AppRow | undefined {

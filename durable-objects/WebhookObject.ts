@@ -27,7 +27,7 @@ import { DeliveryStore } from "./webhook/deliveries.ts";
 import { HookStore, patternsOf, toRecord } from "./webhook/hooks.ts";
 import { type HookRow, type DeliveryRow, WEBHOOK_MIGRATIONS } from "./webhook/schema.ts";
 import { sendDelivery } from "./webhook/send.ts";
-import { allowPrivateTargets, retryBaseSeconds, type WebhookVars } from "./webhook/vars.ts";
+import { allowPrivateTargets, retryBaseSeconds } from "./webhook/vars.ts";
 
 export interface NewWebhookSpec {
   url: string;
@@ -48,12 +48,12 @@ const MAX_BODY_BYTES = 256 * 1024;
  * Publishing stores the deliveries and returns; the alarm sends them, so a slow receiver
  * never holds up the job or deployment that produced the event.
  */
-export class WebhookObject extends DurableObject<ObjectsEnv & WebhookVars> {
+export class WebhookObject extends DurableObject<ObjectsEnv> {
   private readonly sql: SqlStorage;
   private readonly hooks: HookStore;
   private readonly deliveries: DeliveryStore;
 
-  constructor(ctx: DurableObjectState, env: ObjectsEnv & WebhookVars) {
+  constructor(ctx: DurableObjectState, env: ObjectsEnv) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     applyMigrations(this.sql, WEBHOOK_MIGRATIONS);

@@ -15,6 +15,10 @@ export interface ObjectsEnv {
   REGISTRY: DurableObjectNamespace<RegistryObject>;
   /** Hex key (32 bytes) that app secrets are encrypted under (a wrangler secret). */
   SECRETS_KEY?: string;
+  /** "1" lets webhooks target loopback and private addresses: local development only. */
+  WEBHOOK_ALLOW_PRIVATE?: string;
+  /** Seconds before a webhook delivery's first retry (default 10); each later retry waits 4 times longer. */
+  WEBHOOK_RETRY_BASE_SECONDS?: string;
   /** A task whose node has been offline this long is placed elsewhere (default 60). */
   NODE_LOST_GRACE_SECONDS?: string;
   /** Fault injection for tests ("1"): node objects send every action frame twice. Never set in production. */

@@ -12,6 +12,7 @@ export function runAgentCommand(args: string[]): Promise<CliResult> {
 
 /** A long-running `zectre-agent run` whose log lines are kept for assertions. */
 export interface RunningAgent {
+  dataDir: string;
   child: ChildProcess;
   lines: string[];
   exited: Promise<number>;
@@ -30,6 +31,7 @@ export function startAgent(dataDir: string, extraArgs: string[] = [], env: Recor
   child.stderr?.on("data", keep);
   const exited = new Promise<number>((resolve) => child.once("exit", (code, signal) => resolve(code ?? (signal ? 128 : -1))));
   return {
+    dataDir,
     child,
     lines,
     exited,
