@@ -428,13 +428,22 @@ export class AppObject extends DurableObject<ObjectsEnv> {
     await this.stopUnwanted();
   }
 
-  /** Promoted, being promoted, and the newest (its preview URL must work): everything else stops. */
+  /**
+   * Promoted, being promoted, and the newest if it was never promoted (a fresh preview whose URL must work).
+   * Everything else stops: a deployment replaced by a promotion or a rollback does not come back by itself.
+   */
   private wantedDeploymentIds(): Set<string> {
     const app = this.app();
     const ids = new Set<string>();
     if (!app) return ids;
-    for (const id of [app.promoted, app.promoting, this.deployments.latest()?.id ?? null]) if (id !== null) ids.add(id);
+    const latest = this.deployments.latest()?.id ?? null;
+    const freshPreview = latest !== null && !this.wasPromoted(latest) ? latest : null;
+    for (const id of [app.promoted, app.promoting, freshPreview]) if (id !== null) ids.add(id);
     return ids;
+  }
+
+  private wasPromoted(deploymentId: string): boolean {
+    return this.sql.exec("SELECT 1 FROM promotions WHERE deployment_id = ? LIMIT 1", deploymentId).toArray().length > 0;
   }
 
   private record(row: DeploymentRow): DeploymentRecord {

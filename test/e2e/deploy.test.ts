@@ -127,6 +127,12 @@ describe("deployments end to end", () => {
     // The node comes back: the task it still had is stopped, not run twice.
     if (agent) fleet.agents[index] = startAgent(agent.dataDir);
     await eventually(async () => (await fleet.api("GET", `/api/v1/nodes/${task.nodeId}`)).body, (b) => (b.node as { online: boolean }).online === true, "node back");
+    const settled = await eventually(
+      () => deployment(first.id),
+      (d) => d.tasks.find((t) => t.taskId === task.taskId)?.state === "stopped",
+      "the returning node's stale task stopped",
+    );
+    expect(running(settled)).toHaveLength(1);
   });
 
   it("scales to 2 across both nodes and back to 1", async () => {

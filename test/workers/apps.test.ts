@@ -185,6 +185,11 @@ describe("tasks through a node's socket", () => {
     // The first needs a task again; the scheduler will see it in the plan.
     const plan = await appObject(name, app).plan();
     expect(plan?.deployments.find((d) => d.id === first.id)?.tasks).toEqual([]);
+    const [again] = await appObject(name, app).assignTasks(first.id, ["web-1"]);
+    await report(socket, taskStatus(again as string, app, first.id, "healthy"));
+    // Rolled back from: the second was promoted once, so it is no fresh preview and stops, though it is the newest.
+    expect((await appObject(name, app).deployment(first.id))?.promoted).toBe(true);
+    expect((await appObject(name, app).deployment(second.id))?.tasks[0]).toMatchObject({ desired: "stop", state: "stopping" });
   });
 
   it("scale changes the promoted deployment's replicas and stops the surplus", async () => {
