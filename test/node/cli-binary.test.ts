@@ -137,7 +137,7 @@ describe("zectre binary", () => {
   });
 
   it("rejects unknown commands and flags as usage errors pointing at --help", async () => {
-    expectOneErrorLine(await zectre(["deploy"]), "zectre: error: unknown command 'deploy'; see 'zectre --help'");
+    expectOneErrorLine(await zectre(["frobnicate"]), "zectre: error: unknown command 'frobnicate'; see 'zectre --help'");
     expectOneErrorLine(await zectre(["token", "list", "--color"]), "zectre: error: unknown flag '--color'; see 'zectre token list --help'");
     expectOneErrorLine(await zectre(["status", "--format", "xml"]), /^zectre: error: invalid --format 'xml'.*; see 'zectre status --help'\n$/);
     expectOneErrorLine(await zectre(["token"]), "zectre: error: 'zectre token' needs a command: create, list or revoke; see 'zectre token --help'");
