@@ -47,6 +47,8 @@ export interface AppPlan {
     cpu: number;
     memoryMb: number;
     constraints: string[];
+    /** A fixed port allows one task of the deployment per node. */
+    port: number | null;
     tasks: Array<{ taskId: string; nodeId: string; state: TaskState }>;
   }>;
 }
@@ -193,7 +195,7 @@ export class AppObject extends DurableObject<ObjectsEnv> {
       const row = this.deployments.get(id) as DeploymentRow;
       const spec = specOf(row);
       const tasks = this.tasks.wanted(id).map((t) => ({ taskId: t.task_id, nodeId: t.node_id, state: t.state as TaskState }));
-      return { id, replicas: row.replicas, cpu: spec.resources.cpu, memoryMb: spec.resources.memoryMb, constraints: spec.constraints, tasks };
+      return { id, replicas: row.replicas, cpu: spec.resources.cpu, memoryMb: spec.resources.memoryMb, constraints: spec.constraints, port: spec.port ?? null, tasks };
     });
     return { org: app.org, app: app.name, deployments };
   }
@@ -363,6 +365,7 @@ export class AppObject extends DurableObject<ObjectsEnv> {
       healthCheck: spec.healthCheck,
       resources: spec.resources,
       runtime: spec.runtime,
+      port: spec.port ?? null,
     };
     await nodeStub(this.env, app.org, nodeId).startTask(action);
   }

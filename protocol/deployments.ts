@@ -96,6 +96,11 @@ export const CreateDeploymentBody = z
     /** Plain (non-secret) variables of this deployment; the app's env set/unset values are merged in at start. */
     env: EnvMap.default({}),
     runtime: Runtime.default("process"),
+    /**
+     * The port the app listens on when it cannot take one from $PORT. Null (the default): each task gets a free
+     * loopback port as $PORT. Fixed: every task uses it, so at most one task of the deployment runs per node.
+     */
+    port: z.number().int().min(1024).max(65535).nullable().default(null),
     /** Promote as soon as it is healthy (the first deployment of an app is always promoted). */
     promote: z.boolean().default(false),
   })
@@ -160,6 +165,8 @@ export const TaskStartSchema = z
     healthCheck: HealthCheck,
     resources: Resources,
     runtime: Runtime,
+    /** The deployment's fixed port, or null for a free one chosen by the agent. */
+    port: z.number().int().min(1024).max(65535).nullable().default(null),
   })
   .strict();
 export type TaskStart = z.infer<typeof TaskStartSchema>;

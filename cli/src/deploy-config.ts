@@ -39,6 +39,7 @@ export const DeployConfigFile = z
     constraints: z.array(Constraint).max(16).optional(),
     env: EnvMap.optional(),
     runtime: Runtime.optional(),
+    port: z.number().int().min(1024).max(65535).optional(),
   })
   .strict();
 export type DeployConfigFile = z.infer<typeof DeployConfigFile>;
@@ -89,6 +90,7 @@ export interface DeployFlags {
   readonly constraints: readonly string[];
   readonly env: readonly string[];
   readonly runtime: "process" | "docker" | undefined;
+  readonly port: string | undefined;
   readonly promote: boolean;
 }
 
@@ -118,6 +120,8 @@ export function planDeployment(dir: string, file: DeployConfigFile | undefined, 
   if (Object.keys(env).length > 0) body.env = env;
   const runtime = flags.runtime ?? file?.runtime;
   if (runtime !== undefined) body.runtime = runtime;
+  const port = flags.port === undefined ? file?.port : parsePort(flags.port, commandPath);
+  if (port !== undefined) body.port = port;
   if (flags.promote) body.promote = true;
   return { app, body };
 }
@@ -182,6 +186,13 @@ function hasStartScript(dir: string): boolean {
   }
   const scripts = typeof json === "object" && json !== null ? (json as { scripts?: unknown }).scripts : undefined;
   return typeof scripts === "object" && scripts !== null && typeof (scripts as { start?: unknown }).start === "string";
+}
+
+function parsePort(text: string, commandPath: readonly string[]): number {
+  if (!/^\d{4,5}$/.test(text) || Number(text) < 1024 || Number(text) > 65535) {
+    throw new UsageError(`invalid --port '${text}': give a port from 1024 to 65535 (or leave it out: tasks get one as $PORT)`, commandPath);
+  }
+  return Number(text);
 }
 
 export function parseReplicas(text: string, commandPath: readonly string[], flag = "--replicas"): number {

@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
 import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { TaskStore } from "../../agent/src/tasks/task-store.ts";
@@ -53,6 +54,21 @@ describe("TaskSupervisor", () => {
     await until(() => h.lines.some((l) => l.stream === "stdout" && l.line === "GET /"), "the GET / line");
     expect(h.lines.find((l) => l.stream === "stderr")).toMatchObject({ taskId: spec.taskId, app: "hello", line: `hello-app listening on 127.0.0.1:${port}` });
     expect(h.logs.some((l) => l.msg === "task healthy" && l.taskId === spec.taskId)).toBe(true);
+  });
+
+  it("a deployment's fixed port is the task's port and its $PORT", async () => {
+    const dir = tempDir();
+    const h = makeSupervisor(dir);
+    const fixed = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, "127.0.0.1", () => {
+        const port = (probe.address() as { port: number }).port;
+        probe.close(() => resolve(port));
+      });
+    });
+    const spec = helloSpec({ port: fixed });
+    expect((await h.supervisor.start(spec)).hostPort).toBe(fixed);
+    await until(() => h.supervisor.get(spec.taskId)?.state === "healthy", "healthy", WAIT_MS);
+    expect(JSON.parse((await getText(fixed, "/env")).text).PORT).toBe(String(fixed));
   });
 
   it("gives the process a minimal environment: PATH/HOME/LANG, the task's env and Zectre's variables, which win", async () => {

@@ -97,6 +97,7 @@ describe("zectre deploy", () => {
         constraints: ["G@role:db"],
         env: { A: "1", B: "file" },
         runtime: "process",
+        port: 8080,
       },
     });
     const result = await deploy(dir, "--memory", "256", "--constraint", "G@role:web", "--constraint", "not web-3", "--env", "B=flag", "--env", "C=x=y");
@@ -111,6 +112,7 @@ describe("zectre deploy", () => {
       constraints: ["G@role:web", "not web-3"],
       env: { A: "1", B: "flag", C: "x=y" },
       runtime: "process",
+      port: 8080,
     });
     // Two replicas: both tasks reach healthy before the command says so.
     const healthyLines = lines(result.stdout).filter((line) => line.includes(": healthy (127.0.0.1:"));
@@ -118,9 +120,9 @@ describe("zectre deploy", () => {
     expect(result.stdout).toMatch(/Deployment d\w+ is healthy\n/);
   });
 
-  it("sends every flag in the body: health path, cpu, runtime, promote", async () => {
+  it("sends every flag in the body: health path, cpu, runtime, port, promote", async () => {
     const dir = appDir("web");
-    const result = await deploy(dir, "--app", "web2", "--command", "node s.js", "--replicas", "1", "--health-path", "/healthz", "--cpu", "0.25", "--runtime", "docker", "--promote");
+    const result = await deploy(dir, "--app", "web2", "--command", "node s.js", "--replicas", "1", "--health-path", "/healthz", "--cpu", "0.25", "--runtime", "docker", "--port", "3000", "--promote");
     expect(result.code).toBe(0);
     expect(deploymentBodies()[0]).toEqual({
       artifacts: expect.any(Array),
@@ -129,6 +131,7 @@ describe("zectre deploy", () => {
       healthCheck: { type: "http", path: "/healthz" },
       resources: { cpu: 0.25 },
       runtime: "docker",
+      port: 3000,
       promote: true,
     });
   });
@@ -161,6 +164,7 @@ describe("zectre deploy", () => {
       [NPM_APP, ["--app", "Bad_Name"], /invalid app name 'Bad_Name': app names are 2-32 lowercase letters/],
       [NPM_APP, ["--timeout", "0"], /invalid --timeout '0'/],
       [NPM_APP, ["--runtime", "vm"], /invalid --runtime 'vm': expected process or docker/],
+      [NPM_APP, ["--port", "80"], /invalid --port '80': give a port from 1024 to 65535/],
     ];
     for (const [files, args, pattern] of cases) {
       const dir = appDir(`case${cases.findIndex((c) => c[0] === files && c[1] === args)}`, files);

@@ -18,6 +18,8 @@ export interface PlacementRequest {
   count: number;
   cpu: number;
   memoryMb: number;
+  /** A deployment with a fixed port cannot run two tasks on one node. */
+  onePerNode?: boolean;
 }
 
 export interface PlacementResult {
@@ -27,6 +29,7 @@ export interface PlacementResult {
 }
 
 function fits(node: CandidateNode, request: PlacementRequest): boolean {
+  if (request.onePerNode && node.sameDeployment > 0) return false;
   return node.reserved.cpu + request.cpu <= node.cpuCount + 1e-9 && node.reserved.memoryMb + request.memoryMb <= node.memoryMb;
 }
 

@@ -38,7 +38,8 @@ export async function reconcileApp(env: SchedulerObjectsEnv, org: string, app: s
     const missing = deployment.replicas - live.length;
     if (missing <= 0) continue;
     const candidates = eligibleNodes(nodes, deployment.constraints, load, live.map((t) => t.nodeId));
-    const result = placeReplicas({ count: missing, cpu: deployment.cpu, memoryMb: deployment.memoryMb }, candidates);
+    const request = { count: missing, cpu: deployment.cpu, memoryMb: deployment.memoryMb, onePerNode: deployment.port !== null };
+    const result = placeReplicas(request, candidates);
     if (result.nodeIds.length > 0) report.placed += (await stub.assignTasks(deployment.id, result.nodeIds)).length;
     if (result.unplaced > 0) {
       report.unplaced += result.unplaced;
@@ -99,5 +100,6 @@ function eligibleNodes(nodes: readonly DirectoryEntry[], constraints: readonly s
 function unplacedMessage(unplaced: number, deployment: AppPlan["deployments"][number], eligible: number): string {
   const constraint = deployment.constraints.length > 0 ? ` matching ${deployment.constraints.join(" and ")}` : "";
   if (eligible === 0) return `${unplaced} replica(s) waiting: no online node${constraint}`;
+  if (deployment.port !== null) return `${unplaced} replica(s) waiting: port ${deployment.port} is fixed, so each needs a node of its own${constraint} with room`;
   return `${unplaced} replica(s) waiting: no online node${constraint} has room for ${deployment.cpu} CPU and ${deployment.memoryMb} MB`;
 }

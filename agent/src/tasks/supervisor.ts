@@ -88,7 +88,7 @@ export class TaskSupervisor {
     if (this.#closed) throw new Error("the agent is stopping; not starting tasks");
     const known = this.#known(spec.taskId);
     if (known) return known;
-    const port = await pickFreePort();
+    const port = spec.port ?? (await pickFreePort());
     // Checked again: another start of the same task may have won the race while the port was picked.
     const raced = this.#known(spec.taskId);
     if (raced) return raced;

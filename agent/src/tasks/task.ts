@@ -192,7 +192,8 @@ export class SupervisedTask {
     this.#log.info("task starting", { hostPort: this.#file.hostPort, restarts: this.#file.restarts, runtime: this.spec.runtime });
     if (this.spec.runtime === "docker") return this.#refuseDocker(generation);
     try {
-      const port = await reusePort(this.#file.hostPort);
+      // A fixed port is the app's own: if something else holds it, the app fails to bind and says so.
+      const port = this.spec.port ?? (await reusePort(this.#file.hostPort));
       if (generation !== this.#generation) return;
       if (port !== this.#file.hostPort) {
         this.#log.info("task port taken; moved to a new one", { previous: this.#file.hostPort, hostPort: port });

@@ -21,11 +21,11 @@ export function createDeployCommand(prepare: PrepareArtifacts, progress: (io: Io
     summary: "Upload a directory as a new deployment of an app and wait until its tasks are healthy",
     usage:
       "zectre deploy [DIR] [--app NAME] [--command CMD] [--replicas N] [--health-path PATH | --health-tcp] [--cpu CORES] [--memory MB] " +
-      "[--constraint EXPR]... [--env NAME=VALUE]... [--runtime process|docker] [--promote] [--detach] [--timeout SECONDS]",
+      "[--constraint EXPR]... [--env NAME=VALUE]... [--runtime process|docker] [--port N] [--promote] [--detach] [--timeout SECONDS]",
     description:
       `DIR (default: the current directory) is packed into content-addressed artifacts (the code, and installed dependencies as their own ` +
       `layer, reused while the lockfile is unchanged); only layers the server lacks are uploaded. A deployment is immutable: artifacts, ` +
-      `command, replicas, health check, resources, constraints, env and runtime are fixed when it is created.\n\n` +
+      `command, port, replicas, health check, resources, constraints, env and runtime are fixed when it is created.\n\n` +
       `Defaults come from ${CONFIG_FILE} in DIR when it exists, e.g. {"app": "web", "command": "node server.js", "replicas": 2, ` +
       `"healthCheck": {"type": "http", "path": "/healthz"}, "resources": {"cpu": 0.5, "memoryMb": 256}, "constraints": ["G@role:web"], ` +
       `"env": {"NODE_ENV": "production"}, "runtime": "process"}. Flags override it: --constraint replaces its list, --env adds to its map. ` +
@@ -46,6 +46,11 @@ export function createDeployCommand(prepare: PrepareArtifacts, progress: (io: Io
       constraint: { type: "string", valueName: "EXPR", multiple: true, description: "A target expression every chosen node must match, e.g. G@role:web" },
       env: { type: "string", valueName: "NAME=VALUE", multiple: true, description: "A variable of this deployment (use 'zectre env set' for secrets)" },
       runtime: { type: "string", valueName: "RUNTIME", choices: ["process", "docker"], description: "How tasks run (default: process)" },
+      port: {
+        type: "string",
+        valueName: "N",
+        description: "The port the app listens on, for apps that cannot read $PORT (default: each task gets a free one as $PORT; a fixed port allows one task per node)",
+      },
       promote: { type: "boolean", description: "Serve it at the app's URL as soon as it is healthy" },
       detach: { type: "boolean", description: "Exit once the deployment is created, without waiting for its tasks" },
       timeout: { type: "string", valueName: "SECONDS", description: `How long to wait for every task to be healthy, e.g. 120 or 5m (default: ${DEFAULT_TIMEOUT})` },
@@ -78,6 +83,7 @@ export function createDeployCommand(prepare: PrepareArtifacts, progress: (io: Io
           constraints: o.constraint,
           env: o.env,
           runtime: o.runtime,
+          port: o.port,
           promote: o.promote,
         },
         PATH,

@@ -53,6 +53,7 @@ export function helloSpec(overrides: Partial<TaskStart> = {}): TaskStart {
     healthCheck: { type: "http", path: "/healthz" },
     resources: { cpu: 0.1, memoryMb: 128 },
     runtime: "process",
+    port: null,
     ...overrides,
   };
 }
