@@ -10,6 +10,7 @@ import { appStub, heartbeatSeconds, jobStub, type ObjectsEnv, orgStub } from "./
 import { NonceStore, signatureValid } from "./node/handshake.ts";
 import { parseInbound } from "./node/inbound.ts";
 import { actionFrame, Outbox, type OutboxEntry } from "./node/outbox.ts";
+import { isTunnelRequest, NodeTunnel } from "./node/tunnel.ts";
 import { applyMigrations } from "./sql-migrations.ts";
 
 const MIGRATIONS = [
@@ -75,6 +76,7 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
   private readonly sql: SqlStorage;
   private readonly nonces: NonceStore;
   private readonly outbox: Outbox;
+  private readonly tunnel = new NodeTunnel();
 
   constructor(ctx: DurableObjectState, env: ObjectsEnv) {
     super(ctx, env);
@@ -103,7 +105,10 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
   setState(state: EnrollmentState): void {
     this.sql.exec("UPDATE identity SET state = ?", state);
     if (!CONNECTABLE.includes(state)) {
-      for (const ws of this.ctx.getWebSockets()) ws.close(CLOSE.revoked, `node is ${state}`);
+      for (const ws of this.ctx.getWebSockets()) {
+        ws.close(CLOSE.revoked, `node is ${state}`);
+        this.tunnel.socketClosed(ws);
+      }
       this.sql.exec("UPDATE presence SET connected_at = NULL");
     }
   }
@@ -187,6 +192,10 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
   }
 
   override async fetch(request: Request): Promise<Response> {
+    // Only the proxy Worker makes these; the API Worker forwards nothing but /api/v1/agent/connect here.
+    if (isTunnelRequest(request)) {
+      return this.tunnel.fetch(request, { socket: this.openSockets()[0] ?? null, hasTask: (taskId, app) => this.hasTask(taskId, app) });
+    }
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return errorResponse(426, "bad_request", "expected a WebSocket upgrade");
     }
@@ -214,6 +223,8 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
     if (!identity) return ws.close(CLOSE.policy, "node is not configured");
     const attachment = ws.deserializeAttachment() as SocketAttachment | null;
     if (attachment) ws.serializeAttachment({ ...attachment, lastMessageAt: Date.now() });
+    // Binary frames are the tunnel's; JSON text frames are everything else.
+    if (typeof frame !== "string") return this.tunnel.onFrame(ws, frame);
     const inbound = parseInbound(frame, identity.node_id);
     if (!inbound.ok) {
       if (inbound.close !== undefined) return ws.close(inbound.close, inbound.message);
@@ -252,6 +263,7 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
   }
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
+    this.tunnel.socketClosed(ws);
     try {
       // 1005/1006 are not valid codes to send back.
       ws.close(code === 1005 || code === 1006 ? 1000 : code, "closing");
@@ -263,6 +275,7 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
   }
 
   override async webSocketError(ws: WebSocket): Promise<void> {
+    this.tunnel.socketClosed(ws);
     if (this.openSockets().some((other) => other !== ws)) return;
     await this.markOffline();
   }
@@ -280,7 +293,10 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
     const lastSeen = this.currentLastSeen() ?? Date.now();
     const window = 3 * heartbeatSeconds(this.env) * 1000;
     if (Date.now() - lastSeen > window) {
-      for (const ws of sockets) ws.close(CLOSE.heartbeatTimeout, "missed 3 heartbeats");
+      for (const ws of sockets) {
+        ws.close(CLOSE.heartbeatTimeout, "missed 3 heartbeats");
+        this.tunnel.socketClosed(ws);
+      }
       await this.markOffline(lastSeen);
       return;
     }
@@ -297,7 +313,10 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
   private async accept(identity: Identity, now: number): Promise<Response> {
     const pair = new WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
-    for (const old of this.ctx.getWebSockets()) old.close(CLOSE.replaced, "replaced by a newer connection");
+    for (const old of this.ctx.getWebSockets()) {
+      old.close(CLOSE.replaced, "replaced by a newer connection");
+      this.tunnel.socketClosed(old);
+    }
     this.ctx.acceptWebSocket(server);
     server.serializeAttachment({ connectedAt: now, lastMessageAt: now } satisfies SocketAttachment);
     if (identity.state === "approved") this.sql.exec("UPDATE identity SET state = 'active'");
@@ -419,6 +438,11 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
       latest = latest === null ? seen : Math.max(latest, seen);
     }
     return latest;
+  }
+
+  /** Tunnelled requests may only reach tasks this node object sent to its agent, for the app the proxy named. */
+  private hasTask(taskId: string, app: string): boolean {
+    return this.sql.exec("SELECT 1 FROM tasks WHERE task_id = ? AND app = ?", taskId, app).toArray().length > 0;
   }
 
   private identity(): Identity | undefined {
