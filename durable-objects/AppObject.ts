@@ -13,6 +13,7 @@ import {
   type TaskStatusMessage,
 } from "../protocol/deployments.ts";
 import { failure, type Result } from "../protocol/errors.ts";
+import type { RouteTasks } from "../protocol/tunnel.ts";
 import type { JsonObject } from "../protocol/json.ts";
 import { log } from "../workers/lib/log.ts";
 import { AppEventLog } from "./app/app-events.ts";
@@ -96,6 +97,24 @@ export class AppObject extends DurableObject<ObjectsEnv> {
   summary(): AppSummary | null {
     const app = this.app();
     return app ? this.summaryOf(app) : null;
+  }
+
+  // ---- the proxy ----
+
+  /**
+   * Read-only: the healthy tasks serving `deploymentId` (null: the promoted deployment), for the proxy.
+   * Null when the app or that deployment does not exist.
+   */
+  route(deploymentId: string | null): RouteTasks | null {
+    const app = this.app();
+    const id = deploymentId ?? app?.promoted ?? null;
+    if (!app || (deploymentId !== null && !this.deployments.get(deploymentId))) return null;
+    if (id === null) return { deploymentId: null, tasks: [] };
+    const tasks = this.tasks
+      .wanted(id)
+      .filter((t) => t.state === "healthy" && t.host_port !== null)
+      .map((t) => ({ taskId: t.task_id, nodeId: t.node_id, hostPort: t.host_port as number }));
+    return { deploymentId: id, tasks };
   }
 
   // ---- deployments ----

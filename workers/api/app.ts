@@ -10,6 +10,7 @@ import { artifactRoutes } from "./routes/artifacts.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { nodeRoutes } from "./routes/nodes.ts";
 import { orgRoutes } from "./routes/orgs.ts";
+import { routeRoutes } from "./routes/routes.ts";
 import { settingsRoutes } from "./routes/settings.ts";
 import { stateRoutes } from "./routes/states.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
@@ -63,6 +64,7 @@ export function buildApiApp(): Hono<ApiContext> {
   app.route("/api/v1", stateRoutes);
   app.route("/api/v1", webhookRoutes);
   app.route("/api/v1", appRoutes);
+  app.route("/api/v1", routeRoutes);
   app.route("/api/v1", artifactRoutes);
   app.notFound((c) => errorResponse(c, new ApiError("not_found", `no route for ${c.req.method} ${c.req.path}`)));
   app.onError((error, c) => {

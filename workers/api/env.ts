@@ -1,9 +1,12 @@
 import type { ObjectsEnv } from "../../durable-objects/env.ts";
+import type { HostRouteObject } from "../../durable-objects/HostRouteObject.ts";
 import type { Identity } from "../../protocol/api.ts";
 import type { SchedulerWorker } from "../scheduler/index.ts";
 
 export interface ApiEnv extends ObjectsEnv {
   SCHEDULER: Service<SchedulerWorker>;
+  /** Custom host names of apps (`zectre route add`). */
+  HOST_ROUTES: DurableObjectNamespace<HostRouteObject>;
   /** Bearer secret that may create orgs; unset means org creation is disabled. */
   OPERATOR_SECRET?: string;
   /** Artifact layers (`<org>/sha256/<digest>`). */

@@ -4,6 +4,7 @@ import { lostGraceSeconds } from "./routes/apps.ts";
 import type { ApiEnv } from "./env.ts";
 
 export { AppObject } from "../../durable-objects/AppObject.ts";
+export { HostRouteObject } from "../../durable-objects/HostRouteObject.ts";
 export { JobObject } from "../../durable-objects/JobObject.ts";
 export { NodeObject } from "../../durable-objects/NodeObject.ts";
 export { OrgObject } from "../../durable-objects/OrgObject.ts";

@@ -1,27 +1,52 @@
-import type { OrgObject } from "../../durable-objects/OrgObject.ts";
 import { log } from "../lib/log.ts";
 import { ZECTRE_VERSION } from "../lib/version.ts";
+import { refusal } from "./checks.ts";
+import type { ProxyEnv } from "./env.ts";
+import { forward } from "./forward.ts";
+import { page } from "./pages.ts";
+import { healthyTasks, resolveHost, rotation } from "./resolve.ts";
 
-export interface ProxyEnv {
-  ORG: DurableObjectNamespace<OrgObject>;
-  /** Preview and app host names sit under this domain (locally `localhost`). */
-  PREVIEW_DOMAIN: string;
-}
+export type { ProxyEnv } from "./env.ts";
+
+/** Clients are told to come back after this many seconds when nothing healthy serves the host. */
+const RETRY_AFTER_SECONDS = 5;
 
 /**
- * The edge proxy: host name → app/deployment → task → node tunnel. Until
- * deployments exist every host answers a typed 404 that names the host.
+ * The edge proxy: host name → app and deployment → a healthy task → its node
+ * object, which carries the request through the agent's WebSocket to
+ * 127.0.0.1:<task port> on that host.
  */
+export async function handleProxy(request: Request, env: ProxyEnv): Promise<Response> {
+  const url = new URL(request.url);
+  const host = (request.headers.get("host") ?? url.host).toLowerCase();
+  if (url.pathname === "/healthz" && host.replace(/:\d+$/, "") === env.PREVIEW_DOMAIN) {
+    return Response.json({ ok: true, component: "proxy", version: ZECTRE_VERSION, previewDomain: env.PREVIEW_DOMAIN });
+  }
+  const refused = refusal(request);
+  if (refused) return refused;
+  const target = await resolveHost(env, host);
+  if (!target) return page("not_found", `no app or deployment is served at '${host.replace(/:\d+$/, "")}'`);
+  const route = await healthyTasks(env, target);
+  if (!route) return page("not_found", `no app or deployment is served at '${host.replace(/:\d+$/, "")}'`);
+  if (route.tasks.length === 0) {
+    const what = route.deploymentId === null ? `app ${target.app} has no promoted deployment` : `deployment ${route.deploymentId} has no healthy task`;
+    return page("unavailable", `${what}; try again shortly`, { "retry-after": String(RETRY_AFTER_SECONDS) });
+  }
+  const tasks = rotation(`${target.org}/${target.app}/${route.deploymentId}`, route.tasks);
+  return forward(env, request, target, tasks);
+}
+
 export default {
   async fetch(request, env) {
-    const url = new URL(request.url);
-    if (url.pathname === "/healthz" && url.hostname === env.PREVIEW_DOMAIN) {
-      return Response.json({ ok: true, component: "proxy", version: ZECTRE_VERSION, previewDomain: env.PREVIEW_DOMAIN });
-    }
-    log("info", "proxy", "no route for host", { host: url.hostname, path: url.pathname });
-    return Response.json(
-      { error: { code: "not_found", message: `no app or deployment is served at '${url.hostname}'` } },
-      { status: 404 },
-    );
+    const started = Date.now();
+    const response = await handleProxy(request, env);
+    log(response.status >= 500 ? "warn" : "info", "proxy", "request", {
+      host: request.headers.get("host"),
+      method: request.method,
+      path: new URL(request.url).pathname,
+      status: response.status,
+      durationMs: Date.now() - started,
+    });
+    return response;
   },
 } satisfies ExportedHandler<ProxyEnv>;
