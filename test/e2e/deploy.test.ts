@@ -144,6 +144,18 @@ describe("deployments end to end", () => {
     await eventually(() => deployment(first.id), (d) => running(d).length === 1, "one task left");
   });
 
+  it("keeps serving while the control plane is down, and nothing changes when it is back", async () => {
+    const before = running(await deployment(first.id));
+    const port = before[0]?.hostPort as number;
+    await fleet.plane.crash();
+    expect(await get(port)).toBe(`hello from ${first.id}\n`);
+    await fleet.plane.restart();
+    // Agents reconnect and report what they run: the same task, still healthy, nothing restarted or doubled.
+    const after = await healthy(first.id);
+    expect(running(after).map((t) => [t.taskId, t.restarts])).toEqual(before.map((t) => [t.taskId, t.restarts]));
+    expect(await get(port)).toBe(`hello from ${first.id}\n`);
+  });
+
   it("shows the app's logs", async () => {
     const res = await eventually(() => cli("logs", "hello", "--format", "json"), (r) => r.stdout.includes("GET /"), "a request line in the logs");
     const lines = res.stdout.trim().split("\n").map((l) => JSON.parse(l) as { line: string; nodeId: string });
