@@ -109,6 +109,8 @@ export interface ConnectionEvents {
   retry: [{ attempt: number; delayMs: number; reason: string }];
   /** The node is enrolled but not approved yet; the connection keeps retrying. */
   pending: [];
+  /** A binary frame: tunnel traffic (every JSON message is a text frame). */
+  binary: [Buffer];
 }
 
 export const DEFAULT_STABLE_MS = 30_000;
@@ -208,6 +210,13 @@ export class AgentConnection extends EventEmitter<ConnectionEvents> {
   send(message: object): boolean {
     if (!this.connected) return false;
     this.#sendJson(message);
+    return true;
+  }
+
+  /** Sends a binary (tunnel) frame now if connected; false otherwise. */
+  sendBinary(frame: Uint8Array): boolean {
+    if (!this.connected) return false;
+    this.#socket?.send(frame);
     return true;
   }
 
@@ -342,7 +351,7 @@ export class AgentConnection extends EventEmitter<ConnectionEvents> {
     socket.on("message", (data: RawData, isBinary: boolean) => {
       heard();
       if (isBinary) {
-        this.#log.warn("ignored a binary frame");
+        this.emit("binary", rawBuffer(data));
         return;
       }
       const text = rawText(data);
@@ -552,6 +561,11 @@ export class AgentConnection extends EventEmitter<ConnectionEvents> {
 
 function kindOf(action: unknown): string | undefined {
   return typeof action === "object" && action !== null && "kind" in action && typeof action.kind === "string" ? action.kind : undefined;
+}
+
+function rawBuffer(data: RawData): Buffer {
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.isBuffer(data) ? data : Buffer.from(data);
 }
 
 function rawText(data: RawData): string {

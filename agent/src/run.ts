@@ -18,6 +18,7 @@ import { LogOutbox, type LogOutboxOptions } from "./state/log-outbox.ts";
 import { StateTreeStore, statesUpdateHandler } from "./state/state-tree.ts";
 import { LogShipper } from "./tasks/log-shipper.ts";
 import { TaskSupervisor } from "./tasks/supervisor.ts";
+import { attachTunnel } from "./tunnel/attach.ts";
 import { ArtifactStore } from "./tasks/artifacts.ts";
 import type { TaskArtifacts, TaskTimings } from "./tasks/task.ts";
 import { agentVersion } from "./version.ts";
@@ -134,6 +135,8 @@ export async function runAgent(options: RunOptions): Promise<number> {
     ...(options.taskTimings ? { timings: options.taskTimings } : {}),
   });
   tasks.attach(connection);
+  // Proxied requests reach only the ports of tasks this agent runs.
+  attachTunnel(connection, tasks, log);
   // Not awaited: a stop that was under way when the agent died may take its whole grace, and must not delay connecting.
   void tasks.recover();
   // Disarms the schedules, aborts every run (dispatched or scheduled), ends the task processes (they come back on the
