@@ -11,6 +11,7 @@ import { logsCommands } from "./logs.ts";
 import { nodeCommands } from "./node.ts";
 import { nodeEnrollCommands } from "./node-enroll.ts";
 import { nodeTokenCommands } from "./node-token.ts";
+import { routeCommands } from "./route.ts";
 import { runCommands } from "./run.ts";
 import { settingsCommands } from "./settings.ts";
 import { stateCommands } from "./state.ts";
@@ -40,6 +41,7 @@ export const COMMAND_TABLE: readonly Entry[] = [
   ...appCommands,
   ...deploymentCommands,
   ...envCommands,
+  ...routeCommands,
   ...logsCommands,
   ...artifactCommands,
   ...webhookCommands,
