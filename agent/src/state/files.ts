@@ -87,6 +87,16 @@ export function readIfExists(path: string): string | undefined {
   }
 }
 
+/** JSON of a file's text, or undefined when there is no text or it is not JSON (a torn or foreign file). */
+export function safeJson(text: string | undefined): unknown {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 export interface JsonlContents {
   /** Every whole line that parsed as JSON, in file order. */
   readonly records: unknown[];

@@ -2,7 +2,7 @@ import { readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { MAX_FRAME_BYTES } from "../../../protocol/agent-wire.ts";
 import { type LogLine, TaskLogsMessage } from "../../../protocol/deployments.ts";
-import { ensurePrivateDir, fsyncDir, isTempFile, readIfExists, writeFileAtomic } from "./files.ts";
+import { ensurePrivateDir, fsyncDir, isTempFile, readIfExists, safeJson, writeFileAtomic } from "./files.ts";
 
 /**
  * `log-outbox/`: batches of task output waiting for a server ack. Like the
@@ -164,14 +164,5 @@ export class LogOutbox {
       dropped.set(line.taskId, tally);
     }
     this.#remove(id, entry);
-  }
-}
-
-function safeJson(text: string | undefined): unknown {
-  if (text === undefined) return undefined;
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
   }
 }

@@ -2,7 +2,7 @@ import { readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { MAX_FRAME_BYTES } from "../../../protocol/agent-wire.ts";
-import { ensurePrivateDir, fsyncDir, isTempFile, readIfExists, writeFileAtomic } from "./files.ts";
+import { ensurePrivateDir, fsyncDir, isTempFile, readIfExists, safeJson, writeFileAtomic } from "./files.ts";
 
 /**
  * `outbox/`: messages to the control plane that must not be lost (job returns,
@@ -100,14 +100,5 @@ export class Outbox {
     }
     if (removed > 0) fsyncDir(this.dir);
     return removed;
-  }
-}
-
-function safeJson(text: string | undefined): unknown {
-  if (text === undefined) return undefined;
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
   }
 }

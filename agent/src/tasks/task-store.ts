@@ -2,7 +2,7 @@ import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { z } from "zod";
 import { TASK_ID_PATTERN, TaskStartSchema, type TaskStart } from "../../../protocol/deployments.ts";
-import { ensurePrivateDir, fsyncDir, readIfExists, writeFileAtomic } from "../state/files.ts";
+import { ensurePrivateDir, fsyncDir, readIfExists, safeJson, writeFileAtomic } from "../state/files.ts";
 
 /**
  * `<data-dir>/tasks/<taskId>/`: one directory per task this node was given.
@@ -82,13 +82,4 @@ export class TaskStore {
 
 export function newTaskFile(spec: TaskStart, hostPort: number): TaskFile {
   return { v: 1, spec, hostPort, desired: "run", restarts: 0, pid: null, graceSeconds: null };
-}
-
-function safeJson(text: string | undefined): unknown {
-  if (text === undefined) return undefined;
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
 }
