@@ -1,10 +1,11 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import type { JobRecord, JobSummary } from "../../protocol/jobs.ts";
 import { buildJobArgs, formatDuration, formatReturnLines, summaryLine } from "../../cli/src/jobs.ts";
 import { readSse, type SseMessage } from "../../cli/src/sse.ts";
-import { type FakeApi, type FakeJob, startFakeApi } from "./helpers/fake-api.ts";
-import { type CliResult, lines, runBinary, runInProcess, startBinary, useTempDirs, expectOneErrorLine } from "./helpers/run-cli.ts";
+import type { FakeJob } from "./helpers/fake-api.ts";
+import { type CliResult, expectOneErrorLine, lines, runInProcess, startBinary } from "./helpers/run-cli.ts";
+import { useFakeApiCli } from "./helpers/fake-api-cli.ts";
 
 /**
  * `zectre run`, its `zectre TARGET FUNCTION` shorthand, and `zectre job ...`, against
@@ -13,19 +14,7 @@ import { type CliResult, lines, runBinary, runInProcess, startBinary, useTempDir
  * answer after FAKE_DELAYS_MS, so `*` arrives as web-2, mac-1, db-1, web-1.
  */
 
-const tempDir = useTempDirs();
-let api: FakeApi;
-let configDir: string;
-
-beforeEach(async () => {
-  api = await startFakeApi();
-  configDir = tempDir();
-});
-afterEach(() => api.close());
-
-const flags = () => ["--url", api.url, "--token", api.adminToken];
-const zectre = (...args: string[]) => runBinary([...flags(), ...args], { env: { ZECTRE_CONFIG_DIR: configDir } });
-const quick = (...args: string[]) => runInProcess([...flags(), ...args], { env: { ZECTRE_CONFIG_DIR: configDir } });
+const { api, flags, env, zectre, quick } = useFakeApiCli();
 
 const SUMMARY = /^(\d+) targets?: (\d+) succeeded, (\d+) failed, (\d+) unreachable, (\d+) missing \(jid (\d{23})\) in \d+\.\ds(; job \w+)?$/;
 
@@ -294,7 +283,7 @@ describe("zectre run", () => {
   });
 
   it("stops following on Ctrl-C, says how to watch or kill the job, and leaves it running", async () => {
-    const { child, result } = startBinary([...flags(), "-L", "web-1", "test.sleep", "length=30"], { env: { ZECTRE_CONFIG_DIR: configDir } });
+    const { child, result } = startBinary([...flags(), "-L", "web-1", "test.sleep", "length=30"], { env: env() });
     await until(() => [...api.jobs.values()].some((job) => job.watchers.size > 0), "the CLI to open the event stream");
     child.kill("SIGINT");
     const interrupted = await result;
@@ -378,7 +367,7 @@ describe("zectre job", () => {
   it("watches a job from the start, live or replayed, with run's output and exit code", async () => {
     expect((await quick("*", "test.sleep", "length=30", "--async")).code).toBe(0);
     const { record } = onlyJob();
-    const watching = startBinary([...flags(), "job", "watch", record.jid], { env: { ZECTRE_CONFIG_DIR: configDir } });
+    const watching = startBinary([...flags(), "job", "watch", record.jid], { env: env() });
     await until(() => (api.jobs.get(record.jid)?.watchers.size ?? 0) > 0, "the watcher to connect");
     // The watcher is connected to a running job: the rest of its output arrives live.
     expect(record.status).toBe("running");

@@ -1,27 +1,16 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { parseSettingValue } from "../../cli/src/commands/settings.ts";
 import type { SettingRecord } from "../../protocol/nodes.ts";
-import { type FakeApi, SETTING_UPDATED_AT, startFakeApi } from "./helpers/fake-api.ts";
-import { type CliResult, lines, runBinary, runInProcess, useTempDirs, expectOk, expectOneErrorLine } from "./helpers/run-cli.ts";
+import { SETTING_UPDATED_AT } from "./helpers/fake-api.ts";
+import { expectOk, expectOneErrorLine, lines } from "./helpers/run-cli.ts";
+import { useFakeApiCli } from "./helpers/fake-api-cli.ts";
 
 /**
  * `zectre settings ...`: the main paths through the real binary, the variations
  * through `main` in-process (the same code without Node's startup per case).
  */
 
-const tempDir = useTempDirs();
-let api: FakeApi;
-let configDir: string;
-
-beforeEach(async () => {
-  api = await startFakeApi();
-  configDir = tempDir();
-});
-afterEach(() => api.close());
-
-const credentials = () => ["--url", api.url, "--token", api.adminToken];
-const zectre = (...args: string[]): Promise<CliResult> => runBinary([...credentials(), ...args], { env: { ZECTRE_CONFIG_DIR: configDir } });
-const quick = (...args: string[]): Promise<CliResult> => runInProcess([...credentials(), ...args], { env: { ZECTRE_CONFIG_DIR: configDir } });
+const { api, zectre, quick } = useFakeApiCli();
 
 const cells = (row: string | undefined) => (row ?? "").split(/\s{2,}/);
 const bodyOf = (key: string) => api.requests.find((r) => r.method === "PUT" && (r.body as { key?: string } | undefined)?.key === key)?.body;

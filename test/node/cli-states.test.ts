@@ -1,25 +1,15 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { MAX_STATE_FILES, MAX_STATE_TREE_BYTES } from "../../protocol/states.ts";
-import { type FakeApi, STATES_UPDATED_AT, startFakeApi } from "./helpers/fake-api.ts";
-import { type CliResult, lines, runBinary, runInProcess, useTempDirs, expectOneErrorLine } from "./helpers/run-cli.ts";
+import { STATES_UPDATED_AT } from "./helpers/fake-api.ts";
+import { expectOneErrorLine, lines, useTempDirs } from "./helpers/run-cli.ts";
+import { useFakeApiCli } from "./helpers/fake-api-cli.ts";
 
 /** `zectre state push|show`: the main paths through the real binary, limits in-process. */
 
 const tempDir = useTempDirs();
-let api: FakeApi;
-let configDir: string;
-
-beforeEach(async () => {
-  api = await startFakeApi();
-  configDir = tempDir();
-});
-afterEach(() => api.close());
-
-const credentials = () => ["--url", api.url, "--token", api.adminToken];
-const zectre = (...args: string[]): Promise<CliResult> => runBinary([...credentials(), ...args], { env: { ZECTRE_CONFIG_DIR: configDir } });
-const quick = (...args: string[]): Promise<CliResult> => runInProcess([...credentials(), ...args], { env: { ZECTRE_CONFIG_DIR: configDir } });
+const { api, zectre, quick } = useFakeApiCli();
 const statesRequests = () => api.requests.filter((r) => r.path === "/api/v1/states");
 
 function writeTree(files: Record<string, string>): string {

@@ -1,9 +1,9 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { lastAttempt, parseEventPatterns } from "../../cli/src/commands/webhook.ts";
 import type { CreatedWebhook, WebhookDeliveryRecord, WebhookRecord } from "../../protocol/webhooks.ts";
-import { type FakeApi, startFakeApi } from "./helpers/fake-api.ts";
-import { type CliResult, expectOk, expectOneErrorLine, lines, runBinary, runInProcess, useTempDirs } from "./helpers/run-cli.ts";
+import { expectOk, expectOneErrorLine, lines } from "./helpers/run-cli.ts";
+import { useFakeApiCli } from "./helpers/fake-api-cli.ts";
 
 /**
  * `zectre webhook ...`: what each command sends and how it prints the API's answers.
@@ -11,19 +11,7 @@ import { type CliResult, expectOk, expectOneErrorLine, lines, runBinary, runInPr
  * would (workerd tests cover the API itself) and checks the request the CLI made.
  */
 
-const tempDir = useTempDirs();
-let api: FakeApi;
-let configDir: string;
-
-beforeEach(async () => {
-  api = await startFakeApi();
-  configDir = tempDir();
-});
-afterEach(() => api.close());
-
-const flags = () => ["--url", api.url, "--token", api.adminToken];
-const zectre = (...args: string[]): Promise<CliResult> => runBinary([...flags(), ...args], { env: { ZECTRE_CONFIG_DIR: configDir } });
-const quick = (...args: string[]): Promise<CliResult> => runInProcess([...flags(), ...args], { env: { ZECTRE_CONFIG_DIR: configDir } });
+const { api, zectre, quick } = useFakeApiCli();
 const webhookRequests = () => api.requests.filter((r) => r.path.startsWith("/api/v1/webhook"));
 
 const HOOK: WebhookRecord = {

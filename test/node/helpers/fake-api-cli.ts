@@ -1,0 +1,48 @@
+import { afterEach, beforeEach } from "vitest";
+import { type FakeApi, startFakeApi } from "./fake-api.ts";
+import { type CliResult, runBinary, runInProcess, useTempDirs } from "./run-cli.ts";
+
+export interface FakeApiCli {
+  /** The current test's fake API: a fresh one per test, behind a stable name. */
+  readonly api: FakeApi;
+  /** `--url` and `--token` of the current test's API, as its admin. */
+  flags(): string[];
+  /** The environment that gives the CLI the current test's own config dir. */
+  env(): Record<string, string>;
+  /** The real binary, for the main paths. */
+  zectre(...args: string[]): Promise<CliResult>;
+  /** `main` in-process: the same code without Node's startup, for the variations. */
+  quick(...args: string[]): Promise<CliResult>;
+}
+
+/** The CLI tests' common setup: a fake API and an empty config dir per test, and the CLI pointed at both. */
+export function useFakeApiCli(): FakeApiCli {
+  const tempDir = useTempDirs();
+  let current: FakeApi | undefined;
+  let configDir = "";
+  beforeEach(async () => {
+    current = await startFakeApi();
+    configDir = tempDir();
+  });
+  afterEach(() => current?.close());
+  const live = (): FakeApi => {
+    if (!current) throw new Error("the fake API exists only while a test runs");
+    return current;
+  };
+  const api = new Proxy({} as FakeApi, {
+    get(_target, key) {
+      const instance = live();
+      const value: unknown = Reflect.get(instance, key);
+      return typeof value === "function" ? value.bind(instance) : value;
+    },
+  });
+  const flags = () => ["--url", live().url, "--token", live().adminToken];
+  const env = () => ({ ZECTRE_CONFIG_DIR: configDir });
+  return {
+    api,
+    flags,
+    env,
+    zectre: (...args) => runBinary([...flags(), ...args], { env: env() }),
+    quick: (...args) => runInProcess([...flags(), ...args], { env: env() }),
+  };
+}
