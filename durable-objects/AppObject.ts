@@ -27,6 +27,7 @@ import { TaskStore, type TaskRow, toTaskRecord } from "./app/task-store.ts";
 import { nodeStub, type ObjectsEnv, orgStub } from "./env.ts";
 import { sseFrame, SseHub } from "./sse-hub.ts";
 import { publishEvent } from "./webhook/publish.ts";
+import { OrgEventBuffer } from "./org-events.ts";
 import { applyMigrations } from "./sql-migrations.ts";
 
 interface AppRow extends Record<string, SqlStorageValue> {
@@ -70,11 +71,13 @@ export class AppObject extends DurableObject<ObjectsEnv> {
   private readonly envStore: EnvStore;
   private readonly eventWatchers = new SseHub();
   private readonly logWatchers = new Map<SseHub, string | null>();
+  private readonly orgEvents: OrgEventBuffer;
 
   constructor(ctx: DurableObjectState, env: ObjectsEnv) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     applyMigrations(this.sql, APP_MIGRATIONS);
+    this.orgEvents = new OrgEventBuffer(ctx, env);
     this.deployments = new DeploymentStore(this.sql);
     this.tasks = new TaskStore(this.sql);
     this.events = new AppEventLog(this.sql);
@@ -487,11 +490,13 @@ export class AppObject extends DurableObject<ObjectsEnv> {
   private emit(type: Parameters<AppEventLog["append"]>[0], deploymentId: string | null, taskId: string | null, data: JsonObject): void {
     const event = this.events.append(type, deploymentId, taskId, data);
     this.eventWatchers.broadcast(sseFrame(event.seq, event));
+    this.orgEvents.fromAppEvent(this.app(), event);
   }
 
   /** Webhooks (`deploy.*`): stored for delivery before this returns; never fails the change that caused it. */
   private async publish(type: string, deploymentId: string, data: JsonObject): Promise<void> {
     const app = this.app();
+    if (app) this.orgEvents.fromDeploy(app.org, type, { app: app.name, deploymentId, ...data });
     if (app) await publishEvent(this.env, app.org, type, { app: app.name, deploymentId, ...data });
   }
 

@@ -13,6 +13,7 @@ import {
 import { type ObjectsEnv, nodeStub, orgStub } from "./env.ts";
 import { countsOf, EventLog, JOB_MIGRATIONS, type JobRow, type TargetRow, toRecord } from "./job/job-store.ts";
 import { RESEND_AFTER_MS, retentionMs, UNREACHABLE_AFTER_MS } from "./job/timing.ts";
+import { OrgEventBuffer } from "./org-events.ts";
 import { applyMigrations } from "./sql-migrations.ts";
 import { publishEvent } from "./webhook/publish.ts";
 
@@ -50,9 +51,11 @@ export class JobObject extends DurableObject<ObjectsEnv> {
   private readonly sql: SqlStorage;
   private readonly events: EventLog;
   private readonly watchers = new Set<WritableStreamDefaultWriter<Uint8Array>>();
+  private readonly orgEvents: OrgEventBuffer;
 
   constructor(ctx: DurableObjectState, env: ObjectsEnv) {
     super(ctx, env);
+    this.orgEvents = new OrgEventBuffer(ctx, env);
     this.sql = ctx.storage.sql;
     applyMigrations(this.sql, JOB_MIGRATIONS);
     this.events = new EventLog(this.sql);
@@ -294,6 +297,7 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     const event = this.events.append(type, nodeId, data);
     const frame = sseFrame(event);
     for (const writer of this.watchers) writer.write(frame).catch(() => this.watchers.delete(writer));
+    this.orgEvents.fromJob(this.job(), event);
     return event;
   }
 

@@ -22,7 +22,10 @@ import { sha256Hex } from "../protocol/tokens.ts";
 import { type ObjectsEnv, nodeStub } from "./env.ts";
 import { ApiTokenStore } from "./org/api-tokens.ts";
 import { AppsIndex, type NodeLoad, type TrackedTask } from "./org/apps-index.ts";
+import type { AuditEntry, AuditRequestRecord, NewOrgEvent } from "../protocol/events.ts";
 import { AuditLog } from "./org/audit.ts";
+import { EventStore } from "./org/events.ts";
+import { EventsHub } from "./org/events-hub.ts";
 import { JobIndex } from "./org/job-index.ts";
 import { StateTreeStore } from "./org/state-trees.ts";
 import { retentionMs } from "./job/timing.ts";
@@ -51,7 +54,10 @@ function toOrgInfo(row: OrgRow): OrgInfo {
   return { name: row.name, createdAt: new Date(row.created_at).toISOString(), rateLimitPerMinute: row.rate_limit_per_minute };
 }
 
-/** One per tenant: API and enrollment tokens, the node directory, settings and the audit log. */
+/**
+ * One per tenant: API and enrollment tokens, the node directory, settings, the audit log and the event stream.
+ * Methods called from API routes take the actor but do not audit: the API's audit middleware records each request once.
+ */
 export class OrgObject extends DurableObject<ObjectsEnv> {
   private readonly sql: SqlStorage;
   private readonly limiter = new RateLimiter();
@@ -63,6 +69,8 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
   private readonly jobs: JobIndex;
   private readonly stateTrees: StateTreeStore;
   private readonly appsIndex: AppsIndex;
+  private readonly events: EventStore;
+  private readonly eventsHub: EventsHub;
 
   constructor(ctx: DurableObjectState, env: ObjectsEnv) {
     super(ctx, env);
@@ -76,6 +84,8 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
     this.jobs = new JobIndex(this.sql);
     this.stateTrees = new StateTreeStore(this.sql);
     this.appsIndex = new AppsIndex(this.sql);
+    this.events = new EventStore(this.sql);
+    this.eventsHub = new EventsHub(ctx, this.events);
   }
 
   // ---- org and API tokens ----
@@ -91,7 +101,6 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
       DEFAULT_RATE_LIMIT_PER_MINUTE,
     );
     const admin = this.tokens.insert(minted, { name: adminTokenName, scope: "admin" }, "operator");
-    this.audit.record("operator", "org.create", name);
     return { ok: true, org: toOrgInfo(this.orgRow() as OrgRow), admin };
   }
 
@@ -100,10 +109,9 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
     return row ? toOrgInfo(row) : null;
   }
 
-  updateOrg(body: UpdateOrgBody, actor: string): Result<{ org: OrgInfo }> {
+  updateOrg(body: UpdateOrgBody, _actor: string): Result<{ org: OrgInfo }> {
     if (!this.orgRow()) return failure("not_found", "org not found");
     this.sql.exec("UPDATE org SET rate_limit_per_minute = ?", body.rateLimitPerMinute);
-    this.audit.record(actor, "org.update", "org", body);
     return { ok: true, org: toOrgInfo(this.orgRow() as OrgRow) };
   }
 
@@ -128,7 +136,6 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
     const minted = await mintHashedToken(org.name);
     if (this.tokens.activeNameTaken(body.name)) return failure("conflict", `an active token named '${body.name}' already exists`);
     const created = this.tokens.insert(minted, body, actor);
-    this.audit.record(actor, "token.create", created.record.id, { name: body.name, scope: body.scope });
     return { ok: true, created };
   }
 
@@ -136,13 +143,13 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
     return this.tokens.list(includeRevoked);
   }
 
-  revokeToken(tokenId: string, actor: string): Result<{ record: TokenRecord }> {
+  revokeToken(tokenId: string, _actor: string): Result<{ record: TokenRecord }> {
     const record = this.tokens.get(tokenId);
     if (!record) return failure("not_found", `token '${tokenId}' not found`);
     if (record.revokedAt !== null) return failure("conflict", `token '${tokenId}' is already revoked`);
     this.tokens.revoke(tokenId);
     this.limiter.forget(tokenId);
-    this.audit.record(actor, "token.revoke", tokenId, { name: record.name });
+    this.eventsHub.closeToken(tokenId, 4001, "token revoked");
     return { ok: true, record: this.tokens.get(tokenId) as TokenRecord };
   }
 
@@ -156,7 +163,6 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
     if (!org) return failure("not_found", "org not found");
     const minted = await mintHashedToken(org.name);
     const created = this.enrollmentTokens.insert(minted, body, actor);
-    this.audit.record(actor, "enrollment_token.create", created.record.id, { uses: body.uses, autoApprove: body.autoApprove });
     return { ok: true, ...created };
   }
 
@@ -164,12 +170,11 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
     return this.enrollmentTokens.list(includeSpent);
   }
 
-  revokeEnrollmentToken(id: string, actor: string): Result<{ record: EnrollmentTokenRecord }> {
+  revokeEnrollmentToken(id: string, _actor: string): Result<{ record: EnrollmentTokenRecord }> {
     const record = this.enrollmentTokens.get(id);
     if (!record) return failure("not_found", `enrollment token '${id}' not found`);
     if (record.revokedAt !== null) return failure("conflict", `enrollment token '${id}' is already revoked`);
     this.enrollmentTokens.revoke(id);
-    this.audit.record(actor, "enrollment_token.revoke", id);
     return { ok: true, record: this.enrollmentTokens.get(id) as EnrollmentTokenRecord };
   }
 
@@ -201,7 +206,7 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
     nodeId: string,
     action: EnrollmentActionName,
     reason: string | null,
-    actor: string,
+    _actor: string,
   ): Promise<Result<{ node: NodeSummary }>> {
     const org = this.orgRow();
     const entry = this.nodes.get(nodeId);
@@ -215,7 +220,6 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
     }
     if (!alreadyThere) {
       this.nodes.setState(nodeId, target, reason);
-      this.audit.record(actor, `node.${action}`, nodeId, reason === null ? {} : { reason });
     }
     const updated = this.nodes.get(nodeId) as DirectoryEntry;
     await this.syncNodeObject(org.name, updated);
@@ -246,7 +250,7 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
     return this.nodes.get(nodeId);
   }
 
-  async setLabels(nodeId: string, patch: Record<string, string | null>, actor: string): Promise<Result<{ node: NodeSummary }>> {
+  async setLabels(nodeId: string, patch: Record<string, string | null>, _actor: string): Promise<Result<{ node: NodeSummary }>> {
     const entry = this.nodes.get(nodeId);
     if (!entry) return failure("not_found", `node '${nodeId}' not found`);
     const labels: Labels = { ...entry.summary.labels };
@@ -255,7 +259,6 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
       else labels[key] = value;
     }
     this.nodes.setLabels(nodeId, labels);
-    this.audit.record(actor, "node.label", nodeId, patch);
     await this.pushSettingsTo([nodeId]);
     return { ok: true, node: (this.nodes.get(nodeId) as DirectoryEntry).summary };
   }
@@ -265,16 +268,14 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
   async putSetting(scope: SettingScope, key: string, value: JsonValue, actor: string): Promise<Result<{ setting: SettingRecord }>> {
     if (scope.kind === "node" && !this.nodes.get(scope.nodeId)) return failure("not_found", `node '${scope.nodeId}' not found`);
     const setting = this.settings.put(scope, key, value, actor);
-    this.audit.record(actor, "setting.put", `${key}@${JSON.stringify(scope)}`);
     await this.pushSettingsTo(this.nodesInScope(scope));
     return { ok: true, setting };
   }
 
-  async deleteSetting(scope: SettingScope, key: string, actor: string): Promise<Result<{ deleted: SettingRecord }>> {
+  async deleteSetting(scope: SettingScope, key: string, _actor: string): Promise<Result<{ deleted: SettingRecord }>> {
     const existing = this.settings.get(scope, key);
     if (!existing) return failure("not_found", `setting '${key}' is not set at that scope`);
     this.settings.delete(scope, key);
-    this.audit.record(actor, "setting.delete", `${key}@${JSON.stringify(scope)}`);
     await this.pushSettingsTo(this.nodesInScope(scope));
     return { ok: true, deleted: existing };
   }
@@ -297,7 +298,6 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
     if (!org) return failure("not_found", "org not found");
     const version = (await sha256Hex(canonicalJson(files))).slice(0, 16);
     const info = this.stateTrees.store(version, files, actor);
-    this.audit.record(actor, "states.push", version, { files: info.files.length, bytes: info.bytes });
     const update = this.stateTrees.update() as StatesUpdate;
     const live = this.nodes.list(["approved", "active"]);
     for (let i = 0; i < live.length; i += FAN_OUT_BATCH) {
@@ -366,16 +366,48 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
       this.nodes.setState(nodeId, "active", null);
       this.audit.record(`node:${nodeId}`, "node.activate", nodeId);
     }
+    if (!entry.summary.online) this.recordEvents([{ ts: new Date(at).toISOString(), type: "node.online", data: { nodeId } }]);
     this.nodes.setPresence(nodeId, true, at);
     return { settings: await this.settingsUpdateFor(nodeId, entry.summary.labels), states: this.stateTrees.update() };
   }
 
   nodePresenceChanged(nodeId: string, online: boolean, lastSeen: number): void {
-    if (this.nodes.get(nodeId)) this.nodes.setPresence(nodeId, online, lastSeen);
+    const entry = this.nodes.get(nodeId);
+    if (!entry) return;
+    if (entry.summary.online !== online) this.recordEvents([{ ts: new Date().toISOString(), type: online ? "node.online" : "node.offline", data: { nodeId } }]);
+    this.nodes.setPresence(nodeId, online, lastSeen);
   }
 
   nodeFactsChanged(nodeId: string, facts: Facts): void {
     if (this.nodes.get(nodeId)) this.nodes.setFacts(nodeId, facts);
+  }
+
+  // ---- events and audit (the stores and the socket fan-out live in org/events*.ts) ----
+
+  /** Stores the events (ids assigned here) and sends them to every subscriber. */
+  recordEvents(events: NewOrgEvent[]): number {
+    const stored = this.events.append(events);
+    this.eventsHub.broadcast(stored);
+    return stored.length;
+  }
+
+  /** Only WebSocket upgrades for `/api/v1/events`, forwarded by the API Worker after it authenticated the caller. */
+  override async fetch(request: Request): Promise<Response> {
+    return this.eventsHub.accept(request);
+  }
+
+  override async webSocketMessage(): Promise<void> {}
+
+  override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
+    this.eventsHub.closed(ws, code, reason);
+  }
+
+  recordAudit(entry: AuditRequestRecord): void {
+    this.audit.recordRequest(entry);
+  }
+
+  listAudit(sinceMs: number, limit: number): AuditEntry[] {
+    return this.audit.list(sinceMs, limit);
   }
 
   // ---- internals ----

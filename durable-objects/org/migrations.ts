@@ -1,4 +1,6 @@
 import { APPS_INDEX_MIGRATION } from "./apps-index.ts";
+import { AUDIT_REQUEST_MIGRATION } from "./audit.ts";
+import { EVENTS_MIGRATION } from "./events.ts";
 
 /** OrgObject schema, forward-only: append, never edit a shipped entry. */
 export const MIGRATIONS = [
@@ -77,4 +79,6 @@ export const MIGRATIONS = [
      updated_by TEXT NOT NULL
    );`,
   APPS_INDEX_MIGRATION,
+  EVENTS_MIGRATION,
+  AUDIT_REQUEST_MIGRATION,
 ] as const;

@@ -3,10 +3,13 @@ import type { Health } from "../../protocol/api.ts";
 import { log } from "../lib/log.ts";
 import { ZECTRE_VERSION } from "../lib/version.ts";
 import type { ApiContext } from "./env.ts";
+import { auditMiddleware } from "./audit-middleware.ts";
 import { ApiError, errorResponse } from "./errors.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { appRoutes } from "./routes/apps.ts";
 import { artifactRoutes } from "./routes/artifacts.ts";
+import { auditRoutes } from "./routes/audit.ts";
+import { eventRoutes } from "./routes/events.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { nodeRoutes } from "./routes/nodes.ts";
 import { orgRoutes } from "./routes/orgs.ts";
@@ -53,6 +56,7 @@ function tagResponse(c: Context<ApiContext>, requestId: string): void {
 export function buildApiApp(): Hono<ApiContext> {
   const app = new Hono<ApiContext>();
   app.use("*", requestContext);
+  app.use("/api/v1/*", auditMiddleware);
   app.get("/healthz", (c) => c.json({ ok: true, component: "api", version: ZECTRE_VERSION } satisfies Health));
   app.route("/api/v1", orgRoutes);
   app.route("/api/v1", tokenRoutes);
@@ -66,6 +70,8 @@ export function buildApiApp(): Hono<ApiContext> {
   app.route("/api/v1", appRoutes);
   app.route("/api/v1", routeRoutes);
   app.route("/api/v1", artifactRoutes);
+  app.route("/api/v1", eventRoutes);
+  app.route("/api/v1", auditRoutes);
   app.notFound((c) => errorResponse(c, new ApiError("not_found", `no route for ${c.req.method} ${c.req.path}`)));
   app.onError((error, c) => {
     if (error instanceof ApiError) return errorResponse(c, error);
