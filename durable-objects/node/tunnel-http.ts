@@ -40,6 +40,7 @@ export class HttpTunnelStream implements TunnelStream {
   #wake: (() => void) | null = null;
   #finished = false;
   #requestReader: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  #timeoutMs = 30_000;
 
   constructor(id: number, socket: WebSocket, done: () => void) {
     this.#id = id;
@@ -49,12 +50,9 @@ export class HttpTunnelStream implements TunnelStream {
 
   start(open: OpenPayload, body: ReadableStream<Uint8Array> | null, timeoutMs: number): Promise<Response> {
     this.#method = open.method;
+    this.#timeoutMs = timeoutMs;
     const head = new Promise<Response>((resolve) => (this.#head = resolve));
-    this.#headTimer = setTimeout(() => {
-      sendReset(this.socket, this.#id, "timeout", `no response within ${timeoutMs} ms`);
-      this.#answer(tunnelError("timeout", `the app did not answer within ${Math.round(timeoutMs / 1000)} s`));
-      this.#finish();
-    }, timeoutMs);
+    this.#armTimeout();
     if (!sendFrame(this.socket, openFrame(this.#id, open))) {
       this.#answer(tunnelError("offline", "the task's node has no agent connected"));
       this.#finish();
@@ -79,6 +77,8 @@ export class HttpTunnelStream implements TunnelStream {
       case FRAME.credit: {
         const bytes = parseCredit(frame.payload);
         if (bytes === null) return this.#protocolError("malformed CREDIT");
+        // The app is reading the body: an upload in progress is not a slow app.
+        if (this.#head !== null) this.#armTimeout();
         return this.#sendWindow.grant(bytes);
       }
       case FRAME.reset: {
@@ -191,10 +191,14 @@ export class HttpTunnelStream implements TunnelStream {
         for (;;) {
           const { done, value } = await this.#requestReader.read();
           if (done) break;
+          if (this.#head !== null) this.#armTimeout();
           await this.#sendChunk(value);
         }
       }
-      if (!this.#finished) sendFrame(this.socket, encodeFrame(FRAME.end, this.#id));
+      if (this.#finished) return;
+      sendFrame(this.socket, encodeFrame(FRAME.end, this.#id));
+      // The app has the whole request: from here it gets the full timeout to start answering.
+      if (this.#head !== null) this.#armTimeout();
     } catch (error) {
       if (this.#finished) return;
       sendReset(this.socket, this.#id, "aborted", "the client's request body failed");
@@ -211,6 +215,21 @@ export class HttpTunnelStream implements TunnelStream {
       }
       offset += bytes;
     }
+  }
+
+  /**
+   * The timeout counts from the last progress of the request (a body chunk in, credit back
+   * from the app, the end of the body) until the response starts, so a long upload is not
+   * mistaken for a slow app.
+   */
+  #armTimeout(): void {
+    if (this.#headTimer !== null) clearTimeout(this.#headTimer);
+    const timeoutMs = this.#timeoutMs;
+    this.#headTimer = setTimeout(() => {
+      sendReset(this.socket, this.#id, "timeout", `no response within ${timeoutMs} ms`);
+      this.#answer(tunnelError("timeout", `the app did not answer within ${Math.round(timeoutMs / 1000)} s`));
+      this.#finish();
+    }, timeoutMs);
   }
 
   #protocolError(message: string): void {

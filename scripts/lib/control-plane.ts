@@ -140,7 +140,14 @@ export async function startWorkers(options: ControlPlaneOptions, operatorSecret:
     options,
   );
   const proxy = spawnWrangler(
-    ["-c", "workers/proxy/wrangler.toml", "--port", String(options.proxyPort), "--inspector-port", String(proxyInspector), ...common],
+    [
+      "-c", "workers/proxy/wrangler.toml",
+      "--port", String(options.proxyPort),
+      // Tests shorten the app timeout to see a 504 quickly.
+      ...(process.env.PROXY_TIMEOUT_SECONDS ? ["--var", `PROXY_TIMEOUT_SECONDS:${process.env.PROXY_TIMEOUT_SECONDS}`] : []),
+      "--inspector-port", String(proxyInspector),
+      ...common,
+    ],
     paths,
     "proxy",
     options,

@@ -94,6 +94,26 @@ describe("node object tunnel", () => {
     expect(parseJsonPayload(ResetPayload, reset.payload)?.code).toBe("timeout");
   });
 
+  it("does not time out an upload that keeps making progress; the timeout counts from its end", async () => {
+    const { agent, node, url } = await setup();
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        await new Promise((r) => setTimeout(r, 100));
+        if (sent++ === 6) return controller.close();
+        controller.enqueue(new Uint8Array(10));
+      },
+    });
+    const pending = node.fetch(url({ timeoutMs: 300, path: "/upload" }), { method: "POST", body });
+    const open = await agent.frame(FRAME.open);
+    await agent.frame(FRAME.end, open.streamId);
+    // 600 ms of upload, twice the timeout, and no 504: now the app has 300 ms to answer.
+    answer(agent, open.streamId, 200, "got it");
+    const res = await pending;
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe("got it");
+  });
+
   it("sends a request body in chunks of at most 64 KiB, never beyond the credit the agent granted", async () => {
     const { agent, node, url } = await setup();
     const total = INITIAL_WINDOW_BYTES + 3 * MAX_CHUNK_BYTES + 17;
