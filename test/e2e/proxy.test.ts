@@ -51,6 +51,24 @@ function send(port: number, host: string, path: string, init: { method?: string;
   });
 }
 
+/** A GET whose body is hashed as it arrives rather than kept. */
+function download(port: number, host: string, path: string): Promise<{ status: number; headers: Answer["headers"]; bytes: number; sha256: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: "127.0.0.1", port, path, headers: { host } }, (res) => {
+      const hash = createHash("sha256");
+      let bytes = 0;
+      res.on("data", (chunk: Buffer) => {
+        bytes += chunk.length;
+        hash.update(chunk);
+      });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, bytes, sha256: hash.digest("hex") }));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
 /** `BIG_BYTES` of a repeating pattern, produced as it is read, hashed on the way out. */
 function bigBody(): { stream: Readable; digest: () => string } {
   const hash = createHash("sha256");
@@ -154,6 +172,18 @@ describe("edge proxy end to end", () => {
     const res = await send(port, previewHost, "/upload", { method: "POST", body: body.stream, headers: { "content-type": "application/octet-stream" } });
     expect(res.status).toBe(200);
     expect(JSON.parse(res.body.toString())).toEqual({ bytes: BIG_BYTES, sha256: body.digest() });
+  });
+
+  it("streams a 100 MB response body to the client, every byte arriving", async () => {
+    const expected = createHash("sha256");
+    const block = Buffer.alloc(256 * 1024);
+    for (let i = 0; i < block.length; i++) block[i] = (i * 7 + 3) % 256;
+    for (let sent = 0; sent < BIG_BYTES; sent += block.length) expected.update(block.subarray(0, Math.min(block.length, BIG_BYTES - sent)));
+    const res = await download(port, previewHost, `/download?bytes=${BIG_BYTES}`);
+    expect(res.status).toBe(200);
+    expect(res.headers["content-length"]).toBe(String(BIG_BYTES));
+    expect(res.bytes).toBe(BIG_BYTES);
+    expect(res.sha256).toBe(expected.digest("hex"));
   });
 
   it("streams a chunked response and server-sent events as they are produced", async () => {

@@ -201,6 +201,15 @@ describe("proxy request checks", () => {
     expect(agents[0]?.frames.filter((f) => f.type === FRAME.open)).toHaveLength(0);
   });
 
+  it("the API Worker never hands outside requests to a node's tunnel", async () => {
+    const { org, agents, tasks } = await served();
+    const path = `/__zectre/tunnel/${tasks[0]}?app=web&port=41000&timeout=1000&path=%2F`;
+    expect((await call("GET", path, { token: org.adminToken })).status).toBe(404);
+    const connect = await call("GET", `/api/v1/agent/connect?org=${org.name}&node=web-1&nonce=x&sig=y&path=/__zectre/tunnel/${tasks[0]}`, { headers: { upgrade: "websocket" } });
+    expect(connect.status).toBe(401);
+    expect(agents[0]?.frames.filter((f) => f.type === FRAME.open)).toHaveLength(0);
+  });
+
   it("answers /healthz on the bare proxy domain", async () => {
     const res = await handler.fetch(new Request("http://localhost:47000/healthz"), proxyEnv());
     expect(res.status).toBe(200);
