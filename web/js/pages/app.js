@@ -56,7 +56,7 @@ export function render(ctx) {
         h("span", {}, d.id, d.promoted ? " " : "", d.promoted ? badge("promoted") : ""),
         badge(d.status),
         tasksOf(d),
-        h("a", { href: previewUrl, target: "_blank", rel: "noopener noreferrer", "data-preview": d.id }, "preview"),
+        h("a", { href: previewUrl, target: "_blank", rel: "noopener noreferrer", "data-preview": d.id, "aria-label": `Preview of ${d.id} (opens a new tab)` }, "preview"),
         when(d.createdAt),
         h("span", { class: "actions" },
           d.promoted ? null : h("button", { type: "button", onclick: () => promote(d.id) }, "Promote"),
