@@ -1,10 +1,12 @@
 import type { Entry } from "../command.ts";
 import { authCommands } from "./auth.ts";
 import { artifactCommands } from "./artifact.ts";
+import { auditCommands } from "./audit.ts";
 import { appCommands } from "./app.ts";
 import { deployCommands } from "./deploy.ts";
 import { deploymentCommands } from "./deployments.ts";
 import { envCommands } from "./env.ts";
+import { eventsCommands } from "./events.ts";
 import { helpCommands } from "./help.ts";
 import { jobCommands } from "./job.ts";
 import { logsCommands } from "./logs.ts";
@@ -45,5 +47,7 @@ export const COMMAND_TABLE: readonly Entry[] = [
   ...logsCommands,
   ...artifactCommands,
   ...webhookCommands,
+  ...eventsCommands,
+  ...auditCommands,
   ...helpCommands,
 ];
