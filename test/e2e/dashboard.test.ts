@@ -174,6 +174,20 @@ describe("dashboard in headless Chromium", () => {
     expect(await page.locator(`[data-job-status="${jid}"]`).count()).toBe(0);
   });
 
+  it("kills a running job from its page and sees it canceled without a reload", async () => {
+    const created = await api("POST", "/jobs", { target: NODE, function: "test.sleep", args: { _: [60] }, timeout: 120 });
+    const jid = created.jid as string;
+    await page.goto(`${plane.apiUrl}/#/jobs/${jid}`);
+    await markPage(page);
+    const kill = page.getByRole("button", { name: "Kill job" });
+    await kill.focus();
+    await page.keyboard.press("Enter");
+    await page.locator("#job-status .badge", { hasText: "canceled" }).waitFor({ timeout: 30_000 });
+    expect(await kill.count()).toBe(0);
+    expect(((await api("GET", `/jobs/${jid}`)).job as { status: string }).status).toBe("canceled");
+    expect(await stillSamePage(page)).toBe(true);
+  });
+
   it("lists a deployment with its preview link, opens it, and follows its logs live with HTML shown as text", async () => {
     const dir = join(mkdtempSync(join(tmpdir(), "zectre-dash-")), "hello");
     cpSync(FIXTURE, dir, { recursive: true });
