@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { cpSync, mkdtempSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync } from "node:fs";
 import { request } from "node:http";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
@@ -102,6 +102,11 @@ function raw(port: number, text: string): Promise<{ status: number; body: string
   });
 }
 
+/** The process's peak resident set size so far, in KiB (Linux). */
+function peakRssKb(pid: number | undefined): number {
+  return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? "0");
+}
+
 async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last = await read();
@@ -119,6 +124,7 @@ describe("edge proxy end to end", () => {
   let previewHost: string;
   let appHost: string;
   let port: number;
+  let peaksBefore: number[] = [];
   const cli = (...args: string[]) => runCli(args, { cwd: fleet.plane.root, env: { ZECTRE_CONFIG_DIR: join(fleet.plane.root, "config") } });
   const read = async (id: string) => (await fleet.api("GET", `/api/v1/deployments/${id}`)).body.deployment as DeploymentRecord;
   const healthyTasks = (d: DeploymentRecord): TaskRecord[] => d.tasks.filter((t) => t.desired === "run" && t.state === "healthy");
@@ -140,6 +146,7 @@ describe("edge proxy end to end", () => {
     appHost = `hello.default.localhost:${port}`;
     // The app URL serves the promoted deployment once the promotion landed.
     await eventually(() => send(port, appHost, "/"), (a) => a.status === 200, "the app URL serving");
+    peaksBefore = fleet.agents.map((agent) => peakRssKb(agent.child.pid));
   });
 
   afterAll(async () => {
@@ -184,6 +191,12 @@ describe("edge proxy end to end", () => {
     expect(res.headers["content-length"]).toBe(String(BIG_BYTES));
     expect(res.bytes).toBe(BIG_BYTES);
     expect(res.sha256).toBe(expected.digest("hex"));
+  });
+
+  it("moved both 100 MB bodies through the agents with bounded memory", () => {
+    // Had either agent held a whole body, its peak resident size would have grown by 100 MB or more.
+    const growth = fleet.agents.map((agent, i) => peakRssKb(agent.child.pid) - (peaksBefore[i] ?? 0));
+    expect(Math.max(...growth)).toBeLessThan(50 * 1024);
   });
 
   it("streams a chunked response and server-sent events as they are produced", async () => {
