@@ -49,7 +49,7 @@ function closeQuietly(ws: WebSocket, code: number, reason: string): void {
   }
 }
 
-/** Pipes frames both ways; either side closing closes the other with the same code. */
+/** Forwards the org object's frames to the browser (browsers send nothing after auth); either side closing closes the other with the same code. */
 function pipe(client: WebSocket, upstream: WebSocket): void {
   upstream.addEventListener("message", (event) => {
     try {
