@@ -224,7 +224,11 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
     const attachment = ws.deserializeAttachment() as SocketAttachment | null;
     if (attachment) ws.serializeAttachment({ ...attachment, lastMessageAt: Date.now() });
     // Binary frames are the tunnel's; JSON text frames are everything else.
-    if (typeof frame !== "string") return this.tunnel.onFrame(ws, frame);
+    if (typeof frame !== "string") {
+      const problem = this.tunnel.onFrame(ws, frame);
+      if (problem !== null) ws.send(JSON.stringify({ type: "error", v: WIRE_VERSION, code: "invalid_message", message: problem }));
+      return;
+    }
     const inbound = parseInbound(frame, identity.node_id);
     if (!inbound.ok) {
       if (inbound.close !== undefined) return ws.close(inbound.close, inbound.message);

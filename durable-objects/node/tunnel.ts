@@ -61,16 +61,19 @@ export class NodeTunnel {
     return stream.start(open, request.body, target.timeoutMs);
   }
 
-  /** A binary frame from the agent. Frames of streams already finished are dropped (they raced a reset). */
-  onFrame(socket: WebSocket, data: ArrayBuffer): void {
+  /**
+   * A binary frame from the agent; a malformed one is answered with a typed error (returned for the caller to send).
+   * Frames of streams already finished are dropped (they raced a reset).
+   */
+  onFrame(socket: WebSocket, data: ArrayBuffer): string | null {
     const frame = decodeFrame(data);
     if (isFrameError(frame)) {
       log("warn", "node", "dropped a malformed tunnel frame", { error: frame.error });
-      return;
+      return `malformed tunnel frame: ${frame.error}`;
     }
     const stream = this.#streams.get(frame.streamId);
-    if (!stream || stream.socket !== socket) return;
-    stream.onFrame(frame);
+    if (stream && stream.socket === socket) stream.onFrame(frame);
+    return null;
   }
 
   /** Every stream on that socket fails: responses in flight abort rather than end short. */

@@ -221,13 +221,16 @@ describe("node object tunnel", () => {
     expect(await closed).toBe(4000);
   });
 
-  it("ignores binary frames for unknown streams and keeps JSON messages working", async () => {
+  it("ignores frames for unknown streams, answers a malformed frame with a typed error, and keeps JSON messages working", async () => {
     const { agent } = await setup();
+    const from = agent.messages.length;
     agent.send(encodeFrame(FRAME.data, 12345, new Uint8Array([1, 2, 3])));
     agent.send(new Uint8Array([1, 2]));
-    const from = agent.messages.length;
     agent.ws.send("not json");
-    for (let i = 0; i < 100 && agent.messages.length === from; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(agent.messages.slice(from)).toEqual([expect.objectContaining({ type: "error", code: "invalid_json" })]);
+    for (let i = 0; i < 100 && agent.messages.length < from + 2; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(agent.messages.slice(from)).toEqual([
+      expect.objectContaining({ type: "error", code: "invalid_message", message: expect.stringContaining("malformed tunnel frame") }),
+      expect.objectContaining({ type: "error", code: "invalid_json" }),
+    ]);
   });
 });
