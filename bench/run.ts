@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runConnectBench } from "./agents-connect.ts";
 import { runPingBench } from "./jobs-ping.ts";
+import { runProxyBench } from "./proxy.ts";
 
 /** `npm run bench`: every benchmark, each next to a baseline measured in the same run. */
 
@@ -13,7 +14,8 @@ const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
 const only = process.env.BENCH_ONLY;
 const connect = only === undefined || only === "connect" ? await runConnectBench(agents, concurrency, log) : null;
 const ping = only === undefined || only === "jobs" ? await runPingBench(log) : null;
-const results = { date: new Date().toISOString(), node: process.version, connect, ping };
+const proxy = only === undefined || only === "proxy" ? await runProxyBench(log) : null;
+const results = { date: new Date().toISOString(), node: process.version, connect, ping, proxy };
 const dir = join(import.meta.dirname, "results");
 mkdirSync(dir, { recursive: true });
 writeFileSync(join(dir, "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
@@ -37,5 +39,15 @@ if (ping) {
     if (run.nats) lines.push(`             NATS request-reply ${run.nats.lastReplyMs} ms (p50 ${run.nats.p50Ms}, p99 ${run.nats.p99Ms}); ratio ${run.ratioLastReturn}x`);
   }
   if (ping.natsNote) lines.push(`  ${ping.natsNote}`);
+}
+if (proxy && "skipped" in proxy) lines.push(`proxy: skipped, ${proxy.skipped}`);
+else if (proxy) {
+  lines.push(`proxy and tunnel (wrk, ${proxy.seconds} s per figure; requests/s, p50/p99 ms)`);
+  for (const r of proxy.runs) {
+    const fig = (f: { requestsPerSecond: number; p50Ms: number; p99Ms: number; errors: number }) =>
+      `${f.requestsPerSecond}/s ${f.p50Ms}/${f.p99Ms}${f.errors > 0 ? ` (${f.errors} errors)` : ""}`;
+    lines.push(`  ${r.connections} connections: direct ${fig(r.direct)}; nginx ${fig(r.nginx)}; zectre ${fig(r.zectre)}`);
+    lines.push(`    zectre/direct ${r.zectreOverDirect}x, zectre/nginx ${r.zectreOverNginx}x requests/s; added p50 ${r.addedP50Ms} ms`);
+  }
 }
 process.stdout.write(`${lines.join("\n")}\n`);

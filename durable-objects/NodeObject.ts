@@ -219,16 +219,17 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
   // ---- WebSocket and alarm handlers ----
 
   override async webSocketMessage(ws: WebSocket, frame: string | ArrayBuffer): Promise<void> {
-    const identity = this.identity();
-    if (!identity) return ws.close(CLOSE.policy, "node is not configured");
-    const attachment = ws.deserializeAttachment() as SocketAttachment | null;
-    if (attachment) ws.serializeAttachment({ ...attachment, lastMessageAt: Date.now() });
-    // Binary frames are the tunnel's; JSON text frames are everything else.
+    // Binary frames are the tunnel's; JSON text frames are everything else. They skip the identity lookup and the
+    // last-message stamp: the socket was authenticated at accept, and tunnel traffic is the hot path.
     if (typeof frame !== "string") {
       const problem = this.tunnel.onFrame(ws, frame);
       if (problem !== null) ws.send(JSON.stringify({ type: "error", v: WIRE_VERSION, code: "invalid_message", message: problem }));
       return;
     }
+    const identity = this.identity();
+    if (!identity) return ws.close(CLOSE.policy, "node is not configured");
+    const attachment = ws.deserializeAttachment() as SocketAttachment | null;
+    if (attachment) ws.serializeAttachment({ ...attachment, lastMessageAt: Date.now() });
     const inbound = parseInbound(frame, identity.node_id);
     if (!inbound.ok) {
       if (inbound.close !== undefined) return ws.close(inbound.close, inbound.message);
