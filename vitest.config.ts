@@ -48,6 +48,8 @@ export default defineConfig({
       {
         test: {
           name: "e2e",
+          // After the other layers, alone: real control planes and agents on 2 cores time out when they share them.
+          sequence: { groupOrder: 1 },
           include: ["test/e2e/**/*.test.ts"],
           environment: "node",
           testTimeout: 120_000,

@@ -179,6 +179,8 @@ describe("dashboard in headless Chromium", () => {
     const jid = created.jid as string;
     await page.goto(`${plane.apiUrl}/#/jobs/${jid}`);
     await markPage(page);
+    // Once the agent's ack has redrawn the page, the job is surely running on the node.
+    await page.locator(`[data-return-node="${NODE}"]`, { hasText: "acked" }).waitFor();
     const kill = page.getByRole("button", { name: "Kill job" });
     await kill.focus();
     await page.keyboard.press("Enter");

@@ -168,7 +168,7 @@ describe("command table", () => {
   const build = (entries: Entry[]) => buildRegistry(entries, GLOBAL_OPTIONS, "test");
 
   it("lists groups and commands in declaration order", () => {
-    expect([...registry.root.children.keys()]).toEqual(["login", "logout", "status", "run", "job", "token", "node", "settings", "state", "deploy", "app", "deployments", "promote", "rollback", "scale", "env", "logs", "artifact", "webhook", "help"]);
+    expect([...registry.root.children.keys()]).toEqual(["login", "logout", "status", "run", "job", "token", "node", "settings", "state", "deploy", "app", "deployments", "promote", "rollback", "scale", "env", "route", "logs", "artifact", "webhook", "events", "audit", "help"]);
     expect([...(registry.find(["job"])?.children.keys() ?? [])]).toEqual(["list", "active", "show", "kill", "watch"]);
     expect([...(registry.find(["token"])?.children.keys() ?? [])]).toEqual(["create", "list", "revoke"]);
     expect([...(registry.find(["node"])?.children.keys() ?? [])]).toEqual(["list", "show", "facts", "label", "enroll", "token"]);

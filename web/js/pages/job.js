@@ -36,9 +36,13 @@ export function render(ctx) {
     }
   };
 
+  // One button for the page's life: a redraw on every job event must not take the keyboard focus away from it.
+  const killButton = h("button", { type: "button", class: "danger", onclick: kill }, "Kill job");
+
   /** @param {JobRecord} job */
   const draw = (job) => {
     const active = ACTIVE.includes(job.status);
+    const hadFocus = document.activeElement === killButton;
     replace(head, h("dl", { class: "facts-summary" },
       h("dt", {}, "State"), h("dd", { id: "job-status" }, badge(job.status)),
       h("dt", {}, "Function"), h("dd", {}, job.function),
@@ -47,7 +51,8 @@ export function render(ctx) {
       h("dt", {}, "Returned"), h("dd", {}, `${job.counts.returned} of ${job.counts.targets} (${job.counts.succeeded} ok, ${job.counts.failed} failed, ${job.counts.unreachable} unreachable)`),
       h("dt", {}, "Started"), h("dd", {}, when(job.createdAt)),
       h("dt", {}, "Finished"), h("dd", {}, when(job.finishedAt))),
-      active ? h("button", { type: "button", class: "danger", onclick: kill }, "Kill job") : null);
+      active ? killButton : null);
+    if (active && hadFocus) killButton.focus();
     replace(returns, h("h2", { id: "returns-title" }, "Returns"), table(
       ["Node", "State", "Result", "Took"],
       job.targets.map((t) => {
