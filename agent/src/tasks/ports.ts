@@ -29,7 +29,18 @@ export async function isPortFree(port: number): Promise<boolean> {
   return (await tryListen(port)) === port;
 }
 
-/** The task's old port when it is still free (the control plane already knows it), else a new one. */
-export async function reusePort(previous: number): Promise<number> {
-  return (await isPortFree(previous)) ? previous : pickFreePort();
+const REUSE_WAIT_MS = 2_000;
+const REUSE_POLL_MS = 50;
+
+/**
+ * The task's old port when it is free (the control plane already knows it), else a new one. A process
+ * just ended (a crash, a leftover of an earlier agent run) may hold it a moment longer, so it gets a short wait.
+ */
+export async function reusePort(previous: number, waitMs: number = REUSE_WAIT_MS): Promise<number> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    if (await isPortFree(previous)) return previous;
+    if (Date.now() >= deadline) return pickFreePort();
+    await new Promise((resolve) => setTimeout(resolve, REUSE_POLL_MS));
+  }
 }
