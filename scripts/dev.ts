@@ -147,7 +147,7 @@ function printBanner(
     "",
     "Zectre control plane is running",
     `  API    ${apiUrl}`,
-    `  proxy  ${proxyUrl}  (preview URLs: http://<name>.localhost:${new URL(proxyUrl).port})`,
+    `  proxy  ${proxyUrl}  (apps: http://<app>.<org>.localhost:${new URL(proxyUrl).port}, previews: http://<deployment>.<app>.<org>.localhost:${new URL(proxyUrl).port})`,
     `  state  ${stateDir}`,
     `  agent  ${agentNote}`,
   ];
