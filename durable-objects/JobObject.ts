@@ -15,6 +15,7 @@ import { countsOf, EventLog, JOB_MIGRATIONS, type JobRow, type TargetRow, toReco
 import { RESEND_AFTER_MS, retentionMs, UNREACHABLE_AFTER_MS } from "./job/timing.ts";
 import { OrgEventBuffer } from "./org-events.ts";
 import { applyMigrations } from "./sql-migrations.ts";
+import { sseFrame, SseHub } from "./sse-hub.ts";
 import { publishEvent } from "./webhook/publish.ts";
 
 export interface JobSpec {
@@ -50,7 +51,7 @@ const EPOCH = 1;
 export class JobObject extends DurableObject<ObjectsEnv> {
   private readonly sql: SqlStorage;
   private readonly events: EventLog;
-  private readonly watchers = new Set<WritableStreamDefaultWriter<Uint8Array>>();
+  private readonly watchers = new SseHub();
   private readonly orgEvents: OrgEventBuffer;
 
   constructor(ctx: DurableObjectState, env: ObjectsEnv) {
@@ -158,12 +159,8 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     const job = this.job();
     if (!job) return Response.json({ error: { code: "not_found", message: "job not found" } }, { status: 404 });
     const since = Number(new URL(request.url).searchParams.get("since") ?? "0");
-    const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
-    const writer = writable.getWriter();
-    for (const event of this.events.after(Number.isFinite(since) ? since : 0)) void writer.write(sseFrame(event));
-    if (ACTIVE_STATUSES.includes(job.status as JobStatus)) this.watchers.add(writer);
-    else void writer.close();
-    return new Response(readable, { headers: { "content-type": "text/event-stream", "cache-control": "no-cache" } });
+    const backlog = this.events.after(Number.isFinite(since) ? since : 0).map((event) => sseFrame(event.seq, event));
+    return this.watchers.open(backlog, ACTIVE_STATUSES.includes(job.status as JobStatus));
   }
 
   /** Re-send, unreachable grace, deadline, and finally retention: idempotent, so running twice is harmless. */
@@ -281,8 +278,7 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     this.sql.exec("UPDATE job SET status = ?, finished_at = ?, updated_at = ?", status, now, now);
     this.emit("job.finished", null, { status, counts: counts as unknown as JsonObject });
     await this.ctx.storage.setAlarm(now + retentionMs(this.env));
-    for (const writer of this.watchers) void writer.close().catch(() => undefined);
-    this.watchers.clear();
+    this.watchers.closeAll();
     await this.indexInOrg();
     await publishEvent(this.env, job.org, "job.finished", { jid: job.jid, function: job.function, target: job.target, status, counts: counts as unknown as JsonObject });
     if (reason !== "all_returned") await this.cancelOnAgents(job.org, targets.filter((t) => t.ret === null).map((t) => t.node_id), job.jid);
@@ -295,8 +291,7 @@ export class JobObject extends DurableObject<ObjectsEnv> {
 
   private emit(type: JobEvent["type"], nodeId: string | null, data: JsonObject): JobEvent {
     const event = this.events.append(type, nodeId, data);
-    const frame = sseFrame(event);
-    for (const writer of this.watchers) writer.write(frame).catch(() => this.watchers.delete(writer));
+    this.watchers.broadcast(sseFrame(event.seq, event));
     this.orgEvents.fromJob(this.job(), event);
     return event;
   }
@@ -328,10 +323,4 @@ export class JobObject extends DurableObject<ObjectsEnv> {
   private target(nodeId: string): TargetRow | undefined {
     return this.sql.exec<TargetRow>("SELECT * FROM targets WHERE node_id = ?", nodeId).toArray()[0];
   }
-}
-
-const encoder = new TextEncoder();
-
-function sseFrame(event: JobEvent): Uint8Array {
-  return encoder.encode(`id: ${event.seq}\ndata: ${JSON.stringify(event)}\n\n`);
 }

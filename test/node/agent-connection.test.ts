@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { AgentConnection, type AgentConnectionOptions, type ConnectionEvents } from "../../agent/src/connection.ts";
 import { collectFacts } from "../../agent/src/facts.ts";
 import { ed25519Signer, generateNodeKey, type NodeKey } from "../../agent/src/keys.ts";
@@ -11,22 +11,13 @@ import { ensurePrivateDir } from "../../agent/src/state/files.ts";
 import { DedupLedger } from "../../agent/src/state/ledger.ts";
 import { FactsMessage, PING_FRAME } from "../../protocol/agent-wire.ts";
 import type { EnrollmentState, Facts } from "../../protocol/nodes.ts";
-import { type AgentSession, FakeControlPlane, until } from "./helpers/agent-control-plane.ts";
+import { type AgentSession, FakeControlPlane, until, useFakeControlPlane } from "./helpers/agent-control-plane.ts";
 import { useTempDirs } from "./helpers/run-cli.ts";
 
 /** The connection logic in-process, against a fake control plane that verifies every signature. */
 
 const tempDir = useTempDirs();
-let plane: FakeControlPlane;
-const cleanups: (() => Promise<void> | void)[] = [];
-
-beforeEach(async () => {
-  plane = await FakeControlPlane.start();
-});
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  await plane.close();
-});
+const { plane, cleanups } = useFakeControlPlane();
 
 interface Harness {
   connection: AgentConnection;

@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { AgentConnection } from "../../agent/src/connection.ts";
 import { JobRunner } from "../../agent/src/jobs/runner.ts";
 import { ed25519Signer, generateNodeKey, type NodeKey } from "../../agent/src/keys.ts";
@@ -10,7 +10,7 @@ import { dataDirPaths } from "../../agent/src/state/data-dir.ts";
 import { ensurePrivateDir } from "../../agent/src/state/files.ts";
 import { writeIdentity, writePrivateKey } from "../../agent/src/state/identity.ts";
 import { ReturnMessage } from "../../protocol/jobs.ts";
-import { type AgentSession, FakeControlPlane, until } from "./helpers/agent-control-plane.ts";
+import { type AgentSession, until, useFakeControlPlane } from "./helpers/agent-control-plane.ts";
 import { dispatchOf, FIXED_FACTS, testJid } from "./helpers/agent-jobs.ts";
 import { runAgentCommand, startAgent as startAgentProcess, useAgentProcesses } from "./helpers/agent-run.ts";
 import { useTempDirs } from "./helpers/run-cli.ts";
@@ -19,16 +19,7 @@ import { useTempDirs } from "./helpers/run-cli.ts";
 
 const tempDir = useTempDirs();
 useAgentProcesses();
-let plane: FakeControlPlane;
-const cleanups: (() => Promise<void> | void)[] = [];
-
-beforeEach(async () => {
-  plane = await FakeControlPlane.start();
-});
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  await plane.close();
-});
+const { plane, cleanups } = useFakeControlPlane();
 
 interface Agent {
   connection: AgentConnection;

@@ -1,7 +1,7 @@
 import { cpSync, existsSync, readFileSync } from "node:fs";
 import { type AddressInfo, createServer } from "node:net";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { AgentConnection } from "../../agent/src/connection.ts";
 import { ed25519Signer, generateNodeKey, type NodeKey } from "../../agent/src/keys.ts";
 import { Logger } from "../../agent/src/log.ts";
@@ -14,7 +14,7 @@ import { LogShipper } from "../../agent/src/tasks/log-shipper.ts";
 import { TaskSupervisor } from "../../agent/src/tasks/supervisor.ts";
 import { newTaskFile, TaskStore } from "../../agent/src/tasks/task-store.ts";
 import { TaskInventoryMessage, TaskLogsMessage, TaskStatusMessage } from "../../protocol/deployments.ts";
-import { type AgentSession, FakeControlPlane, until } from "./helpers/agent-control-plane.ts";
+import { type AgentSession, until, useFakeControlPlane } from "./helpers/agent-control-plane.ts";
 import { FIXED_FACTS } from "./helpers/agent-jobs.ts";
 import { startAgent as startAgentProcess, useAgentProcesses } from "./helpers/agent-run.ts";
 import { FAST_TIMINGS, FixtureArtifacts, getText, HELLO_APP, helloSpec } from "./helpers/agent-tasks.ts";
@@ -24,17 +24,8 @@ import { useTempDirs } from "./helpers/run-cli.ts";
 
 const tempDir = useTempDirs();
 useAgentProcesses();
-let plane: FakeControlPlane;
-const cleanups: (() => Promise<void> | void)[] = [];
+const { plane, cleanups } = useFakeControlPlane();
 const WAIT_MS = 15_000;
-
-beforeEach(async () => {
-  plane = await FakeControlPlane.start();
-});
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  await plane.close();
-});
 
 interface Agent {
   connection: AgentConnection;

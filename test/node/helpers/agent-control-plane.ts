@@ -2,6 +2,7 @@ import { createPublicKey, randomBytes, verify } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { type WebSocket, WebSocketServer } from "ws";
+import { afterEach, beforeEach } from "vitest";
 import { PING_FRAME, PONG_FRAME } from "../../../protocol/agent-wire.ts";
 import { fromBase64Url } from "../../../protocol/base64url.ts";
 import { ERROR_STATUS, type ErrorBody, type ErrorCode } from "../../../protocol/errors.ts";
@@ -254,4 +255,31 @@ export async function until<T>(probe: () => T | undefined | false, what: string,
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+/**
+ * The wire tests' common setup: a fresh fake control plane per test, behind a stable name, and a list of
+ * cleanups run in reverse after each test, before the plane closes.
+ */
+export function useFakeControlPlane(): { plane: FakeControlPlane; cleanups: (() => Promise<void> | void)[] } {
+  let current: FakeControlPlane | undefined;
+  const cleanups: (() => Promise<void> | void)[] = [];
+  beforeEach(async () => {
+    current = await FakeControlPlane.start();
+  });
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+    await current?.close();
+  });
+  const plane = new Proxy({} as FakeControlPlane, {
+    get(_target, key) {
+      if (!current) throw new Error("the fake control plane exists only while a test runs");
+      const value: unknown = Reflect.get(current, key);
+      return typeof value === "function" ? value.bind(current) : value;
+    },
+    set(_target, key, value) {
+      return Reflect.set(current as FakeControlPlane, key, value);
+    },
+  });
+  return { plane, cleanups };
 }

@@ -3,7 +3,7 @@ import { type FakeApi, startFakeApi } from "./fake-api.ts";
 import { type CliResult, runBinary, runInProcess, useTempDirs } from "./run-cli.ts";
 
 export interface FakeApiCli {
-  /** The current test's fake API: a fresh one per test, behind a stable name. */
+  /** The current test's fake API: a fresh one per test, behind a stable name (reads and writes reach it). */
   readonly api: FakeApi;
   /** `--url` and `--token` of the current test's API, as its admin. */
   flags(): string[];
@@ -34,6 +34,9 @@ export function useFakeApiCli(): FakeApiCli {
       const instance = live();
       const value: unknown = Reflect.get(instance, key);
       return typeof value === "function" ? value.bind(instance) : value;
+    },
+    set(_target, key, value) {
+      return Reflect.set(live(), key, value);
     },
   });
   const flags = () => ["--url", live().url, "--token", live().adminToken];

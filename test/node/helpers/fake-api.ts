@@ -36,6 +36,7 @@ import { buildGrains, resolveTarget, TargetParseError } from "../../../protocol/
 import { canonicalJson } from "../../../protocol/agent-wire.ts";
 import { PushStatesBody, type StateTreeInfo } from "../../../protocol/states.ts";
 import { formatToken, mintToken, parseToken, type Scope, scopeAllows } from "../../../protocol/tokens.ts";
+import { readRequest } from "./read-request.ts";
 
 /**
  * A stand-in for the API Worker that speaks the same routes, bodies and error
@@ -127,16 +128,7 @@ export async function startFakeApi(options: { org?: string; version?: string } =
   const reader = addToken("dashboard", "read", `token:${admin.record.id}(admin)`);
 
   const server = createServer(async (req, res) => {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const text = Buffer.concat(chunks).toString("utf8");
-    const url = new URL(req.url ?? "/", "http://fake");
-    let body: unknown;
-    try {
-      body = text === "" ? undefined : JSON.parse(text);
-    } catch {
-      body = text;
-    }
+    const { url, body } = await readRequest(req);
     requests.push({ method: req.method ?? "GET", path: url.pathname, query: url.searchParams, headers: req.headers, body });
     const requestId = req.headers["x-request-id"];
     if (typeof requestId === "string") res.setHeader("X-Request-ID", requestId);

@@ -18,6 +18,7 @@ import {
 } from "../../../protocol/deployments.ts";
 import type { JsonObject } from "../../../protocol/json.ts";
 import type { EnvVarRecord } from "../../../cli/src/client.ts";
+import { readRequest } from "./read-request.ts";
 
 /**
  * A stand-in for the deployments half of the API (apps, deployments, env, events,
@@ -171,22 +172,13 @@ export async function startFakeDeployApi(): Promise<FakeDeployApi> {
   };
 
   const server = createServer(async (req, res) => {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const text = Buffer.concat(chunks).toString("utf8");
-    const url = new URL(req.url ?? "/", "http://fake");
-    let body: unknown;
-    try {
-      body = text === "" ? undefined : JSON.parse(text);
-    } catch {
-      body = text;
-    }
+    const { url, bytes, body } = await readRequest(req);
     const isArtifact = url.pathname.startsWith("/api/v1/artifacts");
     requests.push({ method: req.method ?? "GET", path: url.pathname, query: url.searchParams, body: isArtifact ? undefined : body });
     const token = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? "")?.[1];
     const scope = (Object.keys(TOKENS) as Scope[]).find((key) => TOKENS[key] === token);
     if (!scope) return fail(res, "unauthorized", "invalid or revoked API token");
-    if (isArtifact) return artifactRoute(req.method ?? "GET", url, Buffer.concat(chunks), res);
+    if (isArtifact) return artifactRoute(req.method ?? "GET", url, bytes, res);
     route(req.method ?? "GET", url, body, scope, res);
   });
 
