@@ -11,6 +11,7 @@ import { NonceStore, signatureValid } from "./node/handshake.ts";
 import { parseInbound } from "./node/inbound.ts";
 import { actionFrame, Outbox, type OutboxEntry } from "./node/outbox.ts";
 import { isTunnelRequest, NodeTunnel } from "./node/tunnel.ts";
+import { tunnelMetrics } from "./node/tunnel-metrics.ts";
 import { applyMigrations } from "./sql-migrations.ts";
 
 const MIGRATIONS = [
@@ -76,7 +77,7 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
   private readonly sql: SqlStorage;
   private readonly nonces: NonceStore;
   private readonly outbox: Outbox;
-  private readonly tunnel = new NodeTunnel();
+  private readonly tunnel = new NodeTunnel(tunnelMetrics(this.ctx, this.env, () => this.identity()?.org ?? null));
 
   constructor(ctx: DurableObjectState, env: ObjectsEnv) {
     super(ctx, env);

@@ -27,6 +27,9 @@ import { AuditLog } from "./org/audit.ts";
 import { EventStore } from "./org/events.ts";
 import { EventsHub } from "./org/events-hub.ts";
 import { JobIndex } from "./org/job-index.ts";
+import { MetricsStore } from "./org/metrics-store.ts";
+import { isFinishing, jobFinishedDeltas, jobGauges, nodeGauges, ZERO_COUNTERS } from "./org/metrics-sources.ts";
+import type { MetricDeltas, Sample } from "../protocol/metrics.ts";
 import { StateTreeStore } from "./org/state-trees.ts";
 import { retentionMs } from "./job/timing.ts";
 import { EnrollmentTokenStore } from "./org/enrollment-tokens.ts";
@@ -71,6 +74,7 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
   private readonly appsIndex: AppsIndex;
   private readonly events: EventStore;
   private readonly eventsHub: EventsHub;
+  private readonly metrics: MetricsStore;
 
   constructor(ctx: DurableObjectState, env: ObjectsEnv) {
     super(ctx, env);
@@ -86,6 +90,7 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
     this.appsIndex = new AppsIndex(this.sql);
     this.events = new EventStore(this.sql);
     this.eventsHub = new EventsHub(ctx, this.events);
+    this.metrics = new MetricsStore(this.sql);
   }
 
   // ---- org and API tokens ----
@@ -312,8 +317,11 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
 
   // ---- job index (kept current by each JobObject) ----
 
+  /** The update that moves a job into its final state also counts it in the org's metrics (no second RPC per job). */
   indexJob(summary: JobSummary): void {
+    const previous = this.jobs.status(summary.jid);
     this.jobs.upsert(summary);
+    if (isFinishing(previous, summary)) this.metrics.apply(jobFinishedDeltas(summary));
     this.jobs.prune(Date.now() - retentionMs(this.env));
   }
 
@@ -368,6 +376,7 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
     }
     if (!entry.summary.online) this.recordEvents([{ ts: new Date(at).toISOString(), type: "node.online", data: { nodeId } }]);
     this.nodes.setPresence(nodeId, true, at);
+    this.metrics.apply({ counters: [{ name: "zectre_agent_connections_total", labels: {}, value: 1 }], histograms: [] });
     return { settings: await this.settingsUpdateFor(nodeId, entry.summary.labels), states: this.stateTrees.update() };
   }
 
@@ -375,6 +384,7 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
     const entry = this.nodes.get(nodeId);
     if (!entry) return;
     if (entry.summary.online !== online) this.recordEvents([{ ts: new Date().toISOString(), type: online ? "node.online" : "node.offline", data: { nodeId } }]);
+    if (entry.summary.online && !online) this.metrics.apply({ counters: [{ name: "zectre_agent_disconnections_total", labels: {}, value: 1 }], histograms: [] });
     this.nodes.setPresence(nodeId, online, lastSeen);
   }
 
@@ -408,6 +418,23 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
 
   listAudit(sinceMs: number, limit: number): AuditEntry[] {
     return this.audit.list(sinceMs, limit);
+  }
+
+  // ---- metrics (org/metrics-store.ts; GET /metrics renders them) ----
+
+  /** Deltas from the job, node and webhook objects, the proxy and the artifact route; stored before this returns. */
+  recordMetrics(deltas: MetricDeltas): { applied: number; rejected: number } {
+    return this.metrics.apply(deltas);
+  }
+
+  /** Stored counters and histograms plus gauges read now, every series labelled with the org; null for an org never created. */
+  metricsSnapshot(): { org: string; samples: Sample[] } | null {
+    const org = this.orgRow();
+    if (!org) return null;
+    const stored = this.metrics.samples();
+    const zeros = ZERO_COUNTERS.filter((zero) => !stored.some((s) => s.name === zero.name));
+    const samples = [...nodeGauges(this.sql), ...jobGauges(this.sql), ...zeros, ...stored];
+    return { org: org.name, samples: samples.map((sample) => ({ ...sample, labels: { org: org.name, ...sample.labels } })) };
   }
 
   // ---- internals ----

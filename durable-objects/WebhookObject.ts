@@ -21,7 +21,7 @@ import {
 } from "../protocol/webhooks.ts";
 import { log } from "../workers/lib/log.ts";
 import { SecretBox } from "./app/secret-box.ts";
-import type { ObjectsEnv } from "./env.ts";
+import { type ObjectsEnv, orgStub } from "./env.ts";
 import { applyMigrations } from "./sql-migrations.ts";
 import { DeliveryStore } from "./webhook/deliveries.ts";
 import { HookStore, patternsOf, toRecord } from "./webhook/hooks.ts";
@@ -135,7 +135,7 @@ export class WebhookObject extends DurableObject<ObjectsEnv> {
   override async alarm(): Promise<void> {
     const org = this.org();
     const due = this.deliveries.due(Date.now(), ALARM_BATCH);
-    if (org !== null) await Promise.all(due.map((row) => this.attempt(org, row)));
+    if (org !== null) await this.countOutcomes(org, await Promise.all(due.map((row) => this.attempt(org, row))));
     const next = this.deliveries.nextDueAt();
     if (next !== null) await this.ctx.storage.setAlarm(next);
   }
@@ -160,10 +160,14 @@ export class WebhookObject extends DurableObject<ObjectsEnv> {
     return ids;
   }
 
-  private async attempt(org: string, row: DeliveryRow): Promise<void> {
+  /** The outcome of the attempt it made, or null when it made none. */
+  private async attempt(org: string, row: DeliveryRow): Promise<DeliveryOutcome | null> {
     const hook = this.hooks.row(row.webhook_id);
-    if (!hook) return this.deliveries.cancelPending(row.webhook_id);
-    if (!this.deliveries.claim(row, Date.now() + CLAIM_LEASE_MS)) return;
+    if (!hook) {
+      this.deliveries.cancelPending(row.webhook_id);
+      return null;
+    }
+    if (!this.deliveries.claim(row, Date.now() + CLAIM_LEASE_MS)) return null;
     const secret = await this.openSecret(org, hook);
     const outcome = secret === null
       ? { at: Date.now(), durationMs: 0, statusCode: null, error: "the signing secret cannot be read (was SECRETS_KEY changed?)", delivered: false }
@@ -173,6 +177,20 @@ export class WebhookObject extends DurableObject<ObjectsEnv> {
     const nextAttemptAt = status === "pending" ? Date.now() + retryDelayMs(n, retryBaseSeconds(this.env)) : null;
     this.deliveries.recordAttempt(row, { ...outcome, status, nextAttemptAt });
     if (status === "failed") log("warn", "webhooks", "delivery failed after its last attempt", { org, webhook: hook.id, delivery: row.id, event: row.event_type });
+    return status === "pending" ? "retrying" : status;
+  }
+
+  /** One `recordMetrics` call per alarm run, after the attempts are recorded; a failure loses only these counts. */
+  private async countOutcomes(org: string, outcomes: ReadonlyArray<DeliveryOutcome | null>): Promise<void> {
+    const counts = new Map<DeliveryOutcome, number>();
+    for (const outcome of outcomes) if (outcome !== null) counts.set(outcome, (counts.get(outcome) ?? 0) + 1);
+    if (counts.size === 0) return;
+    const counters = [...counts].map(([result, value]) => ({ name: "zectre_webhook_deliveries_total", labels: { result }, value }));
+    try {
+      await orgStub(this.env, org).recordMetrics({ counters, histograms: [] });
+    } catch (error) {
+      log("warn", "metrics", "could not count webhook deliveries", { org, error: String(error) });
+    }
   }
 
   private async openSecret(org: string, hook: HookRow): Promise<string | null> {
@@ -200,6 +218,8 @@ export class WebhookObject extends DurableObject<ObjectsEnv> {
     return this.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'org'").toArray()[0]?.value ?? null;
   }
 }
+
+type DeliveryOutcome = "delivered" | "retrying" | "failed";
 
 /** Binds a sealed secret to its org and webhook, so a stored value cannot be moved onto another webhook. */
 function sealContext(org: string, id: string): string {

@@ -3,6 +3,8 @@ import { resetFrame, TUNNEL_ERROR_HEADER, TUNNEL_ERRORS, type TunnelErrorCode, t
 /** One proxied request or WebSocket over the agent's socket. */
 export interface TunnelStream {
   readonly socket: WebSocket;
+  /** Body or message bytes carried so far each way, for the tunnel's metrics. */
+  readonly bytes: StreamBytes;
   onFrame(frame: TunnelFrame): void;
   /** The agent's socket is gone: the stream fails without telling the agent. */
   abort(reason: string): void;
@@ -29,4 +31,10 @@ export function sendFrame(socket: WebSocket, frame: Uint8Array): boolean {
 
 export function sendReset(socket: WebSocket, id: number, code: Parameters<typeof resetFrame>[1], message: string): void {
   sendFrame(socket, resetFrame(id, code, message));
+}
+
+/** Payload bytes a stream carried (frame headers and heads not included). */
+export interface StreamBytes {
+  toAgent: number;
+  fromAgent: number;
 }

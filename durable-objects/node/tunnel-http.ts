@@ -14,7 +14,7 @@ import {
   TUNNEL_ERROR_HEADER,
   type TunnelFrame,
 } from "../../protocol/tunnel.ts";
-import { sendFrame, sendReset, type TunnelStream, tunnelError } from "./tunnel-common.ts";
+import { sendFrame, sendReset, type StreamBytes, type TunnelStream, tunnelError } from "./tunnel-common.ts";
 
 /** Statuses that never carry a body. */
 const NULL_BODY_STATUSES: ReadonlySet<number> = new Set([101, 204, 205, 304]);
@@ -27,6 +27,7 @@ const NULL_BODY_STATUSES: ReadonlySet<number> = new Set([101, 204, 205, 304]);
  */
 export class HttpTunnelStream implements TunnelStream {
   readonly socket: WebSocket;
+  readonly bytes: StreamBytes = { toAgent: 0, fromAgent: 0 };
   readonly #id: number;
   readonly #done: () => void;
   readonly #sendWindow = new SendWindow();
@@ -70,6 +71,7 @@ export class HttpTunnelStream implements TunnelStream {
         if (this.#head !== null || this.#ended) return this.#protocolError("DATA before the response or after its end");
         if (!this.#receiveWindow.received(frame.payload.byteLength)) return this.#protocolError("the agent overran its credit");
         this.#chunks.push(frame.payload.slice());
+        this.bytes.fromAgent += frame.payload.byteLength;
         return this.#wakeReader();
       case FRAME.end:
         this.#ended = true;
@@ -214,6 +216,7 @@ export class HttpTunnelStream implements TunnelStream {
         throw new Error("the agent's socket closed");
       }
       offset += bytes;
+      this.bytes.toAgent += bytes;
     }
   }
 

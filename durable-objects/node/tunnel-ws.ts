@@ -13,7 +13,7 @@ import {
   wsCloseFrame,
   wsMessageFrame,
 } from "../../protocol/tunnel.ts";
-import { sendFrame, sendReset, type TunnelStream, tunnelError } from "./tunnel-common.ts";
+import { sendFrame, sendReset, type StreamBytes, type TunnelStream, tunnelError } from "./tunnel-common.ts";
 
 /** Close codes a peer may not send in a close frame. */
 const RESERVED_CLOSE_CODES: ReadonlySet<number> = new Set([1004, 1005, 1006, 1015]);
@@ -26,6 +26,7 @@ const RESERVED_CLOSE_CODES: ReadonlySet<number> = new Set([1004, 1005, 1006, 101
  */
 export class WsTunnelStream implements TunnelStream {
   readonly socket: WebSocket;
+  readonly bytes: StreamBytes = { toAgent: 0, fromAgent: 0 };
   readonly #id: number;
   readonly #done: () => void;
   #head: ((response: Response) => void) | null = null;
@@ -61,6 +62,7 @@ export class WsTunnelStream implements TunnelStream {
         const message = parseWsMessage(frame.payload);
         if (!message || !this.#client) return this.#protocolError("malformed WS_MESSAGE or one before the upgrade");
         this.#client.send(message.binary ? message.data.slice() : textOf(message.data));
+        this.bytes.fromAgent += message.data.byteLength;
         return;
       }
       case FRAME.wsClose: {
@@ -108,7 +110,7 @@ export class WsTunnelStream implements TunnelStream {
         sendFrame(this.socket, wsCloseFrame(this.#id, 1009, "message too big"));
         return this.#finish();
       }
-      sendFrame(this.socket, wsMessageFrame(this.#id, data));
+      if (sendFrame(this.socket, wsMessageFrame(this.#id, data))) this.bytes.toAgent += typeof data === "string" ? new TextEncoder().encode(data).byteLength : data.byteLength;
     });
     server.addEventListener("close", (event) => {
       sendFrame(this.socket, wsCloseFrame(this.#id, RESERVED_CLOSE_CODES.has(event.code) ? 1000 : event.code, event.reason));

@@ -7,7 +7,7 @@ import {
   parseTunnelRequestUrl,
 } from "../../protocol/tunnel.ts";
 import { log } from "../../workers/lib/log.ts";
-import { type TunnelStream, tunnelError } from "./tunnel-common.ts";
+import { type StreamBytes, type TunnelStream, tunnelError } from "./tunnel-common.ts";
 import { HttpTunnelStream } from "./tunnel-http.ts";
 import { WsTunnelStream } from "./tunnel-ws.ts";
 
@@ -26,7 +26,13 @@ export interface TunnelContext {
  */
 export class NodeTunnel {
   readonly #streams = new Map<number, TunnelStream>();
+  readonly #onStreamEnd: (kind: StreamKind, bytes: StreamBytes) => void;
   #nextId = 1;
+
+  /** `onStreamEnd` hears once per finished stream what it carried (the node object's metrics); never per chunk. */
+  constructor(onStreamEnd: (kind: StreamKind, bytes: StreamBytes) => void = () => {}) {
+    this.#onStreamEnd = onStreamEnd;
+  }
 
   get openStreams(): number {
     return this.#streams.size;
@@ -50,7 +56,11 @@ export class NodeTunnel {
       ...(upgrade ? { upgrade: "websocket" as const } : {}),
     };
     const id = this.#allocate();
-    const done = () => this.#streams.delete(id);
+    const done = () => {
+      const stream = this.#streams.get(id);
+      this.#streams.delete(id);
+      if (stream) this.#onStreamEnd(upgrade ? "websocket" : "http", stream.bytes);
+    };
     if (upgrade) {
       const stream = new WsTunnelStream(id, socket, done);
       this.#streams.set(id, stream);
@@ -88,6 +98,8 @@ export class NodeTunnel {
     return this.#nextId;
   }
 }
+
+export type StreamKind = "http" | "websocket";
 
 export function isTunnelRequest(request: Request): boolean {
   return parseTunnelRequestUrl(new URL(request.url)) !== null;

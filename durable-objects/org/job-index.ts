@@ -24,6 +24,11 @@ export class JobIndex {
     );
   }
 
+  /** The job's indexed status, or null when it is not in the index. */
+  status(jid: string): string | null {
+    return this.sql.exec<{ status: string }>("SELECT json_extract(summary, '$.status') AS status FROM jobs WHERE jid = ?", jid).toArray()[0]?.status ?? null;
+  }
+
   recent(limit: number): JobSummary[] {
     return this.rows("SELECT summary FROM jobs ORDER BY jid DESC LIMIT ?", limit);
   }

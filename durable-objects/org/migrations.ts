@@ -1,6 +1,7 @@
 import { APPS_INDEX_MIGRATION } from "./apps-index.ts";
 import { AUDIT_REQUEST_MIGRATION } from "./audit.ts";
 import { EVENTS_MIGRATION } from "./events.ts";
+import { METRICS_MIGRATION } from "./metrics-store.ts";
 
 /** OrgObject schema, forward-only: append, never edit a shipped entry. */
 export const MIGRATIONS = [
@@ -81,4 +82,5 @@ export const MIGRATIONS = [
   APPS_INDEX_MIGRATION,
   EVENTS_MIGRATION,
   AUDIT_REQUEST_MIGRATION,
+  METRICS_MIGRATION,
 ] as const;

@@ -11,6 +11,7 @@ import { artifactRoutes } from "./routes/artifacts.ts";
 import { auditRoutes } from "./routes/audit.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { jobRoutes } from "./routes/jobs.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
 import { nodeRoutes } from "./routes/nodes.ts";
 import { orgRoutes } from "./routes/orgs.ts";
 import { routeRoutes } from "./routes/routes.ts";
@@ -58,6 +59,7 @@ export function buildApiApp(): Hono<ApiContext> {
   app.use("*", requestContext);
   app.use("/api/v1/*", auditMiddleware);
   app.get("/healthz", (c) => c.json({ ok: true, component: "api", version: ZECTRE_VERSION } satisfies Health));
+  app.route("/", metricsRoutes);
   app.route("/api/v1", orgRoutes);
   app.route("/api/v1", tokenRoutes);
   app.route("/api/v1", whoamiRoutes);

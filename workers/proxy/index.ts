@@ -3,6 +3,7 @@ import { ZECTRE_VERSION } from "../lib/version.ts";
 import { refusal } from "./checks.ts";
 import type { ProxyEnv } from "./env.ts";
 import { forward } from "./forward.ts";
+import { type ProxiedApp, recordProxyRequest } from "./metrics.ts";
 import { page } from "./pages.ts";
 import { healthyTasks, resolveHost, rotation } from "./resolve.ts";
 
@@ -16,7 +17,7 @@ const RETRY_AFTER_SECONDS = 5;
  * object, which carries the request through the agent's WebSocket to
  * 127.0.0.1:<task port> on that host.
  */
-export async function handleProxy(request: Request, env: ProxyEnv): Promise<Response> {
+export async function handleProxy(request: Request, env: ProxyEnv, resolved?: (target: ProxiedApp) => void): Promise<Response> {
   const url = new URL(request.url);
   const host = (request.headers.get("host") ?? url.host).toLowerCase();
   if (url.pathname === "/healthz" && host.replace(/:\d+$/, "") === env.PREVIEW_DOMAIN) {
@@ -26,6 +27,7 @@ export async function handleProxy(request: Request, env: ProxyEnv): Promise<Resp
   if (refused) return refused;
   const target = await resolveHost(env, host);
   if (!target) return page("not_found", `no app or deployment is served at '${host.replace(/:\d+$/, "")}'`);
+  resolved?.(target);
   const route = await healthyTasks(env, target);
   if (!route) return page("not_found", `no app or deployment is served at '${host.replace(/:\d+$/, "")}'`);
   if (route.tasks.length === 0) {
@@ -37,9 +39,12 @@ export async function handleProxy(request: Request, env: ProxyEnv): Promise<Resp
 }
 
 export default {
-  async fetch(request, env) {
+  // The runtime always passes ctx; tests calling this directly may not, and then nothing is counted.
+  async fetch(request: Request, env: ProxyEnv, ctx?: ExecutionContext) {
     const started = Date.now();
-    const response = await handleProxy(request, env);
+    const seen: { target: ProxiedApp | null } = { target: null };
+    const response = await handleProxy(request, env, (target) => (seen.target = target));
+    if (seen.target && ctx) recordProxyRequest(env, ctx, seen.target, response.status, (Date.now() - started) / 1000);
     log(response.status >= 500 ? "warn" : "info", "proxy", "request", {
       host: request.headers.get("host"),
       method: request.method,

@@ -13,6 +13,8 @@ import { authenticate, requireScope } from "../auth.ts";
 import type { ApiContext, ApiEnv } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { nodeAuthenticate } from "../node-auth.ts";
+import { orgStub } from "../../../durable-objects/env.ts";
+import { log } from "../../lib/log.ts";
 
 /**
  * The artifact registry: content-addressed layers in R2 under `<org>/sha256/<digest>`.
@@ -146,6 +148,21 @@ function putOptions(digest: string, layer: ArtifactLayer, lockfile: string | und
   return { sha256: digest, customMetadata, httpMetadata: { contentType: "application/gzip" } };
 }
 
+/** One RPC per new layer (uploads are rare); the layer is stored either way, so a failure here is only logged. */
+async function countStored(env: ApiEnv, org: string, info: ArtifactInfo): Promise<void> {
+  try {
+    await orgStub(env, org).recordMetrics({
+      counters: [
+        { name: "zectre_artifact_stored_bytes_total", labels: { layer: info.layer }, value: info.size },
+        { name: "zectre_artifacts_stored_total", labels: { layer: info.layer }, value: 1 },
+      ],
+      histograms: [],
+    });
+  } catch (error) {
+    log("warn", "metrics", "could not count a stored artifact", { org, digest: info.digest, error: String(error) });
+  }
+}
+
 export const artifactRoutes = new Hono<ApiContext>()
   .use("/artifacts", authenticate())
   .use("/artifacts/*", authenticate())
@@ -182,6 +199,7 @@ export const artifactRoutes = new Hono<ApiContext>()
     await markLockfile();
     const stored = await c.env.ARTIFACTS.head(key);
     if (!stored) throw new Error(`artifact ${key} vanished right after it was stored`);
+    await countStored(c.env, identity.org, toInfo(stored));
     return c.json({ artifact: toInfo(stored), created: true } satisfies PutArtifactResponse, 201);
   })
   .get("/agent/artifacts/:digest", nodeAuthenticate(), async (c) => {

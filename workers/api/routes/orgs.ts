@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { CreateOrgBody, UpdateOrgBody } from "../../../protocol/api.ts";
-import { orgStub } from "../../../durable-objects/env.ts";
+import { orgStub, registryStub } from "../../../durable-objects/env.ts";
 import { actorOf, authenticate, isOperator, requireScope } from "../auth.ts";
 import { limitBody, readJson } from "../body.ts";
 import type { ApiContext } from "../env.ts";
@@ -18,7 +18,10 @@ export const orgRoutes = new Hono<ApiContext>()
       throw new ApiError("unauthorized", "creating an org needs the operator secret as the bearer token");
     }
     const body = await readJson(c, CreateOrgBody);
-    const created = unwrap(await orgStub(c.env, body.name).createOrg(body.name, body.adminTokenName));
+    const creating = await orgStub(c.env, body.name).createOrg(body.name, body.adminTokenName);
+    // Listed for the installation-wide /metrics; an existing org is listed too, so repeating the request heals a lost write.
+    if (creating.ok || creating.code === "conflict") await registryStub(c.env).addOrg(body.name);
+    const created = unwrap(creating);
     return c.json({ org: created.org, admin: created.admin }, 201);
   })
   .use("/org", authenticate())
