@@ -19,12 +19,13 @@ import { log } from "../workers/lib/log.ts";
 import { AppEventLog } from "./app/app-events.ts";
 import { DeploymentStore, type DeploymentRow, specOf, toDeploymentRecord } from "./app/deployment-store.ts";
 import { type EnvEntry, EnvStore } from "./app/env-store.ts";
+import { ActivityStore, idleDeadlines, idlePolicy, idleSinceOf, routeIdle, targetReplicas } from "./app/idle.ts";
 import { type LogQuery, LogStore } from "./app/log-store.ts";
 import { APP_MIGRATIONS } from "./app/schema.ts";
 import { SecretBox } from "./app/secret-box.ts";
 import { deploymentStatus } from "./app/status.ts";
 import { TaskStore, type TaskRow, toTaskRecord } from "./app/task-store.ts";
-import { nodeStub, type ObjectsEnv, orgStub } from "./env.ts";
+import { lostGraceSeconds, nodeStub, type ObjectsEnv, orgStub } from "./env.ts";
 import { sseFrame, SseHub } from "./sse-hub.ts";
 import { publishEvent } from "./webhook/publish.ts";
 import { OrgEventBuffer } from "./org-events.ts";
@@ -61,11 +62,15 @@ const STOP_GRACE_SECONDS = 10;
 const MISSING_TASK_GRACE_MS = 30_000;
 const LIST_LIMIT = 20;
 
+/** `woken`: it was idle and is starting again; `awake`: it was not idle; `not_wakeable`: unknown, unwanted, or never scales down. */
+export type WakeResult = "woken" | "awake" | "not_wakeable";
+
 /** One per app: deployments (immutable), tasks and their placements, env and encrypted secrets, events and logs. */
 export class AppObject extends DurableObject<ObjectsEnv> {
   private readonly sql: SqlStorage;
   private readonly deployments: DeploymentStore;
   private readonly tasks: TaskStore;
+  private readonly activity: ActivityStore;
   private readonly events: AppEventLog;
   private readonly logStore: LogStore;
   private readonly envStore: EnvStore;
@@ -80,6 +85,7 @@ export class AppObject extends DurableObject<ObjectsEnv> {
     this.orgEvents = new OrgEventBuffer(ctx, env);
     this.deployments = new DeploymentStore(this.sql);
     this.tasks = new TaskStore(this.sql);
+    this.activity = new ActivityStore(this.sql);
     this.events = new AppEventLog(this.sql);
     this.logStore = new LogStore(this.sql);
     this.envStore = new EnvStore(this.sql, SecretBox.fromHex(env.SECRETS_KEY), (name) => {
@@ -117,7 +123,43 @@ export class AppObject extends DurableObject<ObjectsEnv> {
       .wanted(id)
       .filter((t) => t.state === "healthy" && t.host_port !== null)
       .map((t) => ({ taskId: t.task_id, nodeId: t.node_id, hostPort: t.host_port as number }));
-    return { deploymentId: id, tasks };
+    const row = this.deployments.get(id);
+    const policy = row === null ? null : idlePolicy(row);
+    if (policy === null || !this.wantedDeploymentIds().has(id)) return { deploymentId: id, tasks };
+    return { deploymentId: id, tasks, idle: routeIdle(policy) };
+  }
+
+  // ---- scale to zero ----
+
+  /** The proxy served requests of the deployment (at most one call every few seconds per proxy isolate). */
+  async touch(deploymentId: string): Promise<void> {
+    const row = this.deployments.get(deploymentId);
+    if (row === null || idlePolicy(row) === null) return;
+    if (this.activity.isIdle(deploymentId)) await this.wake(deploymentId);
+    else this.activity.touch(deploymentId, Date.now());
+  }
+
+  /**
+   * Idempotent, so the proxy calls it for every request it holds: an idle deployment gets its replicas back and
+   * the scheduler places them now; an awake one only has its idle clock restarted.
+   */
+  async wake(deploymentId: string): Promise<WakeResult> {
+    const app = this.app();
+    const row = this.deployments.get(deploymentId);
+    if (!app || row === null || idlePolicy(row) === null || !this.wantedDeploymentIds().has(deploymentId)) return "not_wakeable";
+    if (!this.activity.wake(deploymentId, Date.now())) return "awake";
+    this.emit("deployment.woken", deploymentId, null, { replicas: row.replicas });
+    await this.publish("deploy.woken", deploymentId, { replicas: row.replicas });
+    await this.refreshStatus(deploymentId);
+    await this.placeNow(app);
+    return "woken";
+  }
+
+  /** Scales down the deployments idle past their timeout, then sleeps until the next one is due. */
+  override async alarm(): Promise<void> {
+    const now = Date.now();
+    for (const { id } of this.idleDeadlines().filter((d) => d.dueAt <= now)) await this.scaleDownIdle(id);
+    await this.armIdleAlarm();
   }
 
   // ---- deployments ----
@@ -128,6 +170,7 @@ export class AppObject extends DurableObject<ObjectsEnv> {
     if (!app) return failure("not_found", "app not found");
     if (this.deployments.get(id)) return failure("conflict", `deployment ${id} already exists`);
     this.deployments.insert(id, body, by, Date.now());
+    this.activity.touch(id, Date.now());
     this.emit("deployment.created", id, null, { by, replicas: body.replicas });
     // The first deployment is always promoted once healthy; later ones only when asked.
     if (body.promote || (app.promoted === null && app.promoting === null)) this.setPromoting(id);
@@ -151,6 +194,8 @@ export class AppObject extends DurableObject<ObjectsEnv> {
     if (!app || !row) return failure("not_found", `deployment ${id} not found`);
     if (app.promoted === id && app.promoting === null) return { ok: true, deployment: this.record(row) };
     if (row.replicas === 0) this.deployments.setReplicas(id, 1);
+    // A promotion waits for it to be healthy, so an idle deployment wakes (the caller has the scheduler place it).
+    this.activity.wake(id, Date.now());
     this.setPromoting(id, by);
     await this.refreshStatus(id);
     return { ok: true, deployment: this.record(this.deployments.get(id) as DeploymentRow) };
@@ -178,6 +223,8 @@ export class AppObject extends DurableObject<ObjectsEnv> {
     const id = app?.promoted ?? app?.promoting ?? null;
     if (!app || id === null) return failure("conflict", "the app has no promoted deployment to scale");
     this.deployments.setReplicas(id, replicas);
+    // Asked for by name: the replicas run now, and the idle clock starts over.
+    this.activity.wake(id, Date.now());
     this.emit("deployment.scaled", id, null, { replicas, by });
     await this.publish("deploy.scaled", id, { replicas, by });
     await this.stopSurplus(id, replicas);
@@ -217,7 +264,7 @@ export class AppObject extends DurableObject<ObjectsEnv> {
       const row = this.deployments.get(id) as DeploymentRow;
       const spec = specOf(row);
       const tasks = this.tasks.wanted(id).map((t) => ({ taskId: t.task_id, nodeId: t.node_id, state: t.state as TaskState }));
-      return { id, replicas: row.replicas, cpu: spec.resources.cpu, memoryMb: spec.resources.memoryMb, constraints: spec.constraints, port: spec.port ?? null, tasks };
+      return { id, replicas: targetReplicas(row, this.activity), cpu: spec.resources.cpu, memoryMb: spec.resources.memoryMb, constraints: spec.constraints, port: spec.port ?? null, tasks };
     });
     return { org: app.org, app: app.name, deployments };
   }
@@ -230,7 +277,7 @@ export class AppObject extends DurableObject<ObjectsEnv> {
     const app = this.app();
     const row = this.deployments.get(deploymentId);
     if (!app || !row || !this.wantedDeploymentIds().has(deploymentId)) return [];
-    const room = Math.max(0, row.replicas - this.tasks.wanted(deploymentId).length);
+    const room = Math.max(0, targetReplicas(row, this.activity) - this.tasks.wanted(deploymentId).length);
     const now = Date.now();
     const assigned = nodeIds.slice(0, room).map((nodeId) => {
       const taskId = newTaskId(now);
@@ -431,12 +478,55 @@ export class AppObject extends DurableObject<ObjectsEnv> {
     if (!row) return;
     const wanted = this.wantedDeploymentIds().has(deploymentId);
     const states = wanted ? this.tasks.wanted(deploymentId).map((t) => t.state as TaskState) : [];
-    const status = deploymentStatus(wanted ? row.replicas : 0, states);
-    if (this.deployments.setStatus(deploymentId, status)) {
+    const status = deploymentStatus(wanted ? targetReplicas(row, this.activity) : 0, states, wanted && this.activity.isIdle(deploymentId));
+    const changed = this.deployments.setStatus(deploymentId, status);
+    if (changed) {
       this.emit("deployment.status", deploymentId, null, { status });
       if (status === "healthy" || status === "failed") await this.publish(`deploy.${status}`, deploymentId, {});
     }
     if (status === "healthy" && this.app()?.promoting === deploymentId) await this.completePromotion(deploymentId);
+    // After a promotion completes: a deployment being promoted is never scaled down.
+    if (changed && idlePolicy(row) !== null) await this.idleClockOnStatus(deploymentId, status);
+  }
+
+  /** Becoming healthy restarts the idle clock (a woken deployment gets its full timeout to serve); any change may move the alarm. */
+  private async idleClockOnStatus(deploymentId: string, status: string): Promise<void> {
+    if (status === "healthy") this.activity.touch(deploymentId, Date.now());
+    await this.armIdleAlarm();
+  }
+
+  /** Down to the minimum through the normal stop path; the tasks are released before any await, so a wake meanwhile cannot lose its new ones. */
+  private async scaleDownIdle(id: string): Promise<void> {
+    const row = this.deployments.get(id);
+    const policy = row === null ? null : idlePolicy(row);
+    if (policy === null || !this.activity.sleep(id, Date.now())) return;
+    const data = { minReplicas: policy.minReplicas, idleTimeoutSeconds: policy.idleTimeoutMs / 1000 };
+    this.emit("deployment.idle", id, null, data);
+    await this.stopSurplus(id, policy.minReplicas);
+    await this.publish("deploy.idle", id, data);
+    await this.refreshStatus(id);
+  }
+
+  private idleDeadlines(): Array<{ id: string; dueAt: number }> {
+    const rows = [...this.wantedDeploymentIds()].map((id) => this.deployments.get(id)).filter((row) => row !== null);
+    return idleDeadlines(rows, this.app()?.promoting ?? null, this.activity);
+  }
+
+  /** The alarm is set for the earliest deployment due; one that fires early finds nothing due and sets the next. */
+  private async armIdleAlarm(): Promise<void> {
+    const next = Math.min(...this.idleDeadlines().map((d) => d.dueAt));
+    if (!Number.isFinite(next)) return;
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > next) await this.ctx.storage.setAlarm(next);
+  }
+
+  /** As the API does after a change: the scheduler places now (if it cannot be reached, its next cron pass does). */
+  private async placeNow(app: AppRow): Promise<void> {
+    try {
+      await this.env.SCHEDULER?.reconcileApp(app.org, app.name, lostGraceSeconds(this.env));
+    } catch (error) {
+      log("warn", "app", "scheduler unreachable; the cron will place", { org: app.org, app: app.name, error: String(error) });
+    }
   }
 
   private setPromoting(id: string, by: string = "system"): void {
@@ -474,7 +564,7 @@ export class AppObject extends DurableObject<ObjectsEnv> {
   private record(row: DeploymentRow): DeploymentRecord {
     const app = this.app() as AppRow;
     const tasks = this.tasks.ofDeployment(row.id).map(toTaskRecord);
-    return toDeploymentRecord(row, app.name, app.promoted, tasks);
+    return { ...toDeploymentRecord(row, app.name, app.promoted, tasks), ...idleSinceOf(row, this.activity) };
   }
 
   private summaryOf(app: AppRow): AppSummary {

@@ -4,6 +4,7 @@ import type { NodeObject } from "./NodeObject.ts";
 import type { OrgObject } from "./OrgObject.ts";
 import type { RegistryObject } from "./RegistryObject.ts";
 import type { WebhookObject } from "./WebhookObject.ts";
+import type { SchedulerWorker } from "../workers/scheduler/index.ts";
 
 /** Bindings the Durable Objects use to reach each other. */
 export interface ObjectsEnv {
@@ -13,6 +14,8 @@ export interface ObjectsEnv {
   APP: DurableObjectNamespace<AppObject>;
   WEBHOOKS: DurableObjectNamespace<WebhookObject>;
   REGISTRY: DurableObjectNamespace<RegistryObject>;
+  /** Placement, for an app object that needs tasks placed now (a woken deployment); only the control-plane Worker has it. */
+  SCHEDULER?: Service<SchedulerWorker>;
   /** Hex key (32 bytes) that app secrets are encrypted under (a wrangler secret). */
   SECRETS_KEY?: string;
   /** "1" lets webhooks target loopback and private addresses: local development only. */
@@ -53,6 +56,11 @@ export function webhookStub(env: ObjectsEnv, org: string): DurableObjectStub<Web
 
 export function registryStub(env: ObjectsEnv): DurableObjectStub<RegistryObject> {
   return env.REGISTRY.get(env.REGISTRY.idFromName("global"));
+}
+
+export function lostGraceSeconds(env: ObjectsEnv): number {
+  const value = Number(env.NODE_LOST_GRACE_SECONDS ?? "60");
+  return Number.isFinite(value) && value >= 0 ? value : 60;
 }
 
 export function heartbeatSeconds(env: ObjectsEnv): number {

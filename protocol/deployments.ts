@@ -79,6 +79,9 @@ export const EnvMap = z.record(EnvName, z.string().max(32 * 1024)).refine(
 );
 
 export const MAX_REPLICAS = 100;
+/** How long a deployment that may scale down waits without a request, unless its config says otherwise. */
+export const DEFAULT_IDLE_TIMEOUT_SECONDS = 300;
+export const MAX_IDLE_TIMEOUT_SECONDS = 7 * 86_400;
 
 /** `POST /api/v1/apps/{app}/deployments`: everything a deployment is, fixed at creation. */
 export const CreateDeploymentBody = z
@@ -103,11 +106,23 @@ export const CreateDeploymentBody = z
     port: z.number().int().min(1024).max(65535).nullable().default(null),
     /** Promote as soon as it is healthy (the first deployment of an app is always promoted). */
     promote: z.boolean().default(false),
+    /**
+     * Tasks kept while idle: after `idleTimeoutSeconds` without a request through the proxy the deployment runs only
+     * this many, and the next request brings `replicas` back (0: scale to zero; that request is held until a task is
+     * healthy). Left out, the deployment always runs `replicas`.
+     */
+    minReplicas: z.number().int().min(0).max(MAX_REPLICAS).optional(),
+    idleTimeoutSeconds: z.number().int().min(1).max(MAX_IDLE_TIMEOUT_SECONDS).optional(),
   })
-  .strict();
+  .strict()
+  .refine((body) => body.minReplicas === undefined || body.minReplicas <= body.replicas, {
+    message: "minReplicas cannot be more than replicas",
+    path: ["minReplicas"],
+  });
 export type CreateDeploymentBody = z.infer<typeof CreateDeploymentBody>;
 
-export const DEPLOYMENT_STATUSES = ["pending", "deploying", "healthy", "degraded", "failed", "stopped"] as const;
+/** `idle`: scaled to zero after its idle timeout; the next request wakes it. */
+export const DEPLOYMENT_STATUSES = ["pending", "deploying", "healthy", "degraded", "failed", "stopped", "idle"] as const;
 export type DeploymentStatus = (typeof DEPLOYMENT_STATUSES)[number];
 
 /** What a task is doing, as the agent reports it (`assigned` and `lost` are the control plane's). */
@@ -139,6 +154,8 @@ export interface DeploymentRecord {
   replicas: number;
   spec: Omit<CreateDeploymentBody, "replicas" | "promote">;
   tasks: TaskRecord[];
+  /** Since when it runs only `spec.minReplicas` for lack of requests (null: awake); absent when it never scales down. */
+  idleSince?: string | null;
 }
 
 export interface AppSummary {
@@ -263,6 +280,8 @@ export type AppEventType =
   | "deployment.promoting"
   | "deployment.promoted"
   | "deployment.scaled"
+  | "deployment.idle"
+  | "deployment.woken"
   | "task.assigned"
   | "task.state"
   | "task.stopping"

@@ -18,6 +18,8 @@ export const ORG_EVENT_TYPES = [
   "deploy.promoted",
   "deploy.rolled_back",
   "deploy.scaled",
+  "deploy.idle",
+  "deploy.woken",
   "task.state",
 ] as const;
 export type OrgEventType = (typeof ORG_EVENT_TYPES)[number];

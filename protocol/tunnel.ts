@@ -330,8 +330,17 @@ export interface RouteTask {
   hostPort: number;
 }
 
+/** A deployment that scales down when idle: the proxy reports that it serves requests, and may wake it. */
+export interface RouteIdle {
+  /** Tell the app object about requests at most this often (per proxy isolate). */
+  touchEveryMs: number;
+  /** Its minimum is 0: with no healthy task, wake it and hold the request. */
+  scalesToZero: boolean;
+}
+
 /** The healthy tasks serving a deployment; `deploymentId` null when the app has nothing promoted yet. */
 export interface RouteTasks {
   deploymentId: string | null;
   tasks: RouteTask[];
+  idle?: RouteIdle;
 }

@@ -21,6 +21,8 @@ export const EVENT_TYPES = [
   "deploy.promoted",
   "deploy.rolled_back",
   "deploy.scaled",
+  "deploy.idle",
+  "deploy.woken",
   "webhook.test",
 ] as const;
 

@@ -61,4 +61,10 @@ export const APP_MIGRATIONS = [
      line TEXT NOT NULL
    );
    CREATE INDEX logs_by_deployment ON logs (deployment_id, seq);`,
+  // Scale to zero: when each deployment last served a request (or became healthy, or woke), and since when it is idle.
+  `CREATE TABLE deployment_activity (
+     deployment_id TEXT PRIMARY KEY,
+     active_at INTEGER NOT NULL,
+     idle_since INTEGER
+   );`,
 ] as const;

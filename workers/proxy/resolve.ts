@@ -68,12 +68,19 @@ export async function resolveHost(env: ProxyEnv, hostHeader: string, now: number
 
 /** The healthy tasks of the target's deployment (null: no such app or deployment). */
 export async function healthyTasks(env: ProxyEnv, target: HostTarget, now: number = Date.now()): Promise<RouteTasks | null> {
-  const key = `${target.org}/${target.app}/${target.deploymentId ?? ""}`;
-  const cached = routes.get(key, now);
-  if (cached !== undefined) return cached;
+  const cached = routes.get(routeKey(target), now);
+  return cached !== undefined ? cached : freshHealthyTasks(env, target, now);
+}
+
+/** The same, asked of the app object now (for a request held while its deployment wakes); the answer is cached for the next ones. */
+export async function freshHealthyTasks(env: ProxyEnv, target: HostTarget, now: number = Date.now()): Promise<RouteTasks | null> {
   const tasks = await env.APP.get(env.APP.idFromName(`${target.org}/${target.app}`)).route(target.deploymentId);
-  routes.set(key, tasks, now);
+  routes.set(routeKey(target), tasks, now);
   return tasks;
+}
+
+function routeKey(target: HostTarget): string {
+  return `${target.org}/${target.app}/${target.deploymentId ?? ""}`;
 }
 
 const turns = new Map<string, number>();
