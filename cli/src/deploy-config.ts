@@ -8,10 +8,12 @@ import {
   EnvMap,
   EnvName,
   HealthCheck,
+  MAX_IDLE_TIMEOUT_SECONDS,
   MAX_REPLICAS,
   RESERVED_ENV,
   Runtime,
 } from "../../protocol/deployments.ts";
+import { parseDuration } from "../../protocol/duration.ts";
 import { parseTarget, TargetParseError } from "../../protocol/target.ts";
 import type { CreateDeploymentRequest } from "./client.ts";
 import { CliError, UsageError } from "./errors.ts";
@@ -40,6 +42,8 @@ export const DeployConfigFile = z
     env: EnvMap.optional(),
     runtime: Runtime.optional(),
     port: z.number().int().min(1024).max(65535).optional(),
+    minReplicas: z.number().int().min(0).max(MAX_REPLICAS).optional(),
+    idleTimeoutSeconds: z.number().int().min(1).max(MAX_IDLE_TIMEOUT_SECONDS).optional(),
   })
   .strict();
 export type DeployConfigFile = z.infer<typeof DeployConfigFile>;
@@ -92,6 +96,10 @@ export interface DeployFlags {
   readonly runtime: "process" | "docker" | undefined;
   readonly port: string | undefined;
   readonly promote: boolean;
+  /** `--min`: replicas kept while idle (0: scale to zero). */
+  readonly min?: string | undefined;
+  /** `--idle-timeout`: 90s, 5m, or seconds. */
+  readonly idleTimeout?: string | undefined;
 }
 
 /** What to deploy: the app's name and the deployment body, still without its artifacts. */
@@ -123,7 +131,26 @@ export function planDeployment(dir: string, file: DeployConfigFile | undefined, 
   const port = flags.port === undefined ? file?.port : parsePort(flags.port, commandPath);
   if (port !== undefined) body.port = port;
   if (flags.promote) body.promote = true;
+  Object.assign(body, idleFromFlags(file, flags, body.replicas ?? 1, commandPath));
   return { app, body };
+}
+
+/** `--min` and `--idle-timeout` over their zectre.json keys; a minimum above the replicas is refused here, as the server would. */
+function idleFromFlags(file: DeployConfigFile | undefined, flags: DeployFlags, replicas: number, commandPath: readonly string[]) {
+  const minReplicas = flags.min === undefined ? file?.minReplicas : parseReplicas(flags.min, commandPath, "--min");
+  const idleTimeoutSeconds = flags.idleTimeout === undefined ? file?.idleTimeoutSeconds : parseIdleTimeout(flags.idleTimeout, commandPath);
+  if (minReplicas !== undefined && minReplicas > replicas) {
+    throw new UsageError(`--min ${minReplicas} is more than the ${replicas} ${replicas === 1 ? "replica" : "replicas"} deployed; give a minimum from 0 to ${replicas}`, commandPath);
+  }
+  return { ...(minReplicas === undefined ? {} : { minReplicas }), ...(idleTimeoutSeconds === undefined ? {} : { idleTimeoutSeconds }) };
+}
+
+function parseIdleTimeout(text: string, commandPath: readonly string[]): number {
+  const seconds = parseDuration(text);
+  if (seconds === null || seconds < 1 || seconds > MAX_IDLE_TIMEOUT_SECONDS) {
+    throw new UsageError(`invalid --idle-timeout '${text}': give seconds (or 90s, 5m, 2h) from 1 to ${MAX_IDLE_TIMEOUT_SECONDS}`, commandPath);
+  }
+  return seconds;
 }
 
 /** A deployment id from the command line; `what` names where it came from (`--deployment`, `DEPLOYMENT`). */

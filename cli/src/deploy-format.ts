@@ -1,4 +1,4 @@
-import type { DeploymentRecord, StoredLogLine, TaskState } from "../../protocol/deployments.ts";
+import { DEFAULT_IDLE_TIMEOUT_SECONDS, type DeploymentRecord, type StoredLogLine, type TaskState } from "../../protocol/deployments.ts";
 import { oneLine } from "./errors.ts";
 import { type Colors, formatTime, table } from "./output.ts";
 
@@ -6,14 +6,16 @@ import { type Colors, formatTime, table } from "./output.ts";
 
 export const DEPLOYMENT_HEADERS = ["ID", "APP", "STATUS", "REPLICAS", "PROMOTED", "CREATED"] as const;
 
-/** REPLICAS reads `healthy/wanted`, so a half-up deployment shows at a glance. */
+/** REPLICAS reads `healthy/wanted`, so a half-up deployment shows at a glance, then the minimum kept while idle, if any. */
 export function deploymentRow(deployment: DeploymentRecord): string[] {
   const healthy = deployment.tasks.filter((task) => task.state === "healthy").length;
+  const { minReplicas, idleTimeoutSeconds = DEFAULT_IDLE_TIMEOUT_SECONDS } = deployment.spec;
+  const idle = minReplicas === undefined ? "" : ` (min ${minReplicas} after ${formatSeconds(idleTimeoutSeconds)} idle)`;
   return [
     deployment.id,
     deployment.app,
     deployment.status,
-    `${healthy}/${deployment.replicas}`,
+    `${healthy}/${deployment.replicas}${idle}`,
     deployment.promoted ? "yes" : "-",
     formatTime(deployment.createdAt, "-"),
   ];
@@ -21,6 +23,13 @@ export function deploymentRow(deployment: DeploymentRecord): string[] {
 
 export function deploymentTable(deployments: readonly DeploymentRecord[], colors: Colors): string[] {
   return table(DEPLOYMENT_HEADERS, deployments.map(deploymentRow), colors);
+}
+
+/** `90s`, `5m`, `2h`: the largest unit that divides the seconds. */
+export function formatSeconds(seconds: number): string {
+  if (seconds % 3600 === 0) return `${seconds / 3600}h`;
+  if (seconds % 60 === 0) return `${seconds / 60}m`;
+  return `${seconds}s`;
 }
 
 /** `1.5 KiB`, `12.0 MiB`: binary units, one decimal above bytes. */

@@ -145,6 +145,8 @@ export async function startWorkers(options: ControlPlaneOptions, operatorSecret:
       "--port", String(options.proxyPort),
       // Tests shorten the app timeout to see a 504 quickly.
       ...(process.env.PROXY_TIMEOUT_SECONDS ? ["--var", `PROXY_TIMEOUT_SECONDS:${process.env.PROXY_TIMEOUT_SECONDS}`] : []),
+      // And the wake timeout, to see a wake that cannot succeed answered 503 quickly.
+      ...(process.env.WAKE_TIMEOUT_SECONDS ? ["--var", `WAKE_TIMEOUT_SECONDS:${process.env.WAKE_TIMEOUT_SECONDS}`] : []),
       "--inspector-port", String(proxyInspector),
       ...common,
     ],

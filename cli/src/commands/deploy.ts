@@ -21,17 +21,23 @@ export function createDeployCommand(prepare: PrepareArtifacts, progress: (io: Io
     summary: "Upload a directory as a new deployment of an app and wait until its tasks are healthy",
     usage:
       "zectre deploy [DIR] [--app NAME] [--command CMD] [--replicas N] [--health-path PATH | --health-tcp] [--cpu CORES] [--memory MB] " +
-      "[--constraint EXPR]... [--env NAME=VALUE]... [--runtime process|docker] [--port N] [--promote] [--detach] [--timeout SECONDS]",
+      "[--constraint EXPR]... [--env NAME=VALUE]... [--runtime process|docker] [--port N] [--min N] [--idle-timeout DURATION] [--promote] " +
+      "[--detach] [--timeout SECONDS]",
     description:
       `DIR (default: the current directory) is packed into content-addressed artifacts (the code, and installed dependencies as their own ` +
       `layer, reused while the lockfile is unchanged); only layers the server lacks are uploaded. A deployment is immutable: artifacts, ` +
-      `command, port, replicas, health check, resources, constraints, env and runtime are fixed when it is created.\n\n` +
+      `command, port, replicas, minimum, idle timeout, health check, resources, constraints, env and runtime are fixed when it is created ` +
+      `('zectre scale' changes the replicas).\n\n` +
       `Defaults come from ${CONFIG_FILE} in DIR when it exists, e.g. {"app": "web", "command": "node server.js", "replicas": 2, ` +
       `"healthCheck": {"type": "http", "path": "/healthz"}, "resources": {"cpu": 0.5, "memoryMb": 256}, "constraints": ["G@role:web"], ` +
-      `"env": {"NODE_ENV": "production"}, "runtime": "process"}. Flags override it: --constraint replaces its list, --env adds to its map. ` +
+      `"env": {"NODE_ENV": "production"}, "runtime": "process", "minReplicas": 0, "idleTimeoutSeconds": 300}. Flags override it: ` +
+      `--constraint replaces its list, --env adds to its map. ` +
       `Without either, the app is named after DIR and the command is 'npm start' when package.json has a start script.\n\n` +
       `The app is created on its first deploy, and its first deployment is promoted (served at the app's URL). Later ones get only ` +
       `their preview URL until 'zectre promote', or --promote once healthy.\n\n` +
+      `--min N below --replicas lets it scale down: after --idle-timeout (default 5m) without a request through the proxy it runs ` +
+      `only N tasks, and the next request brings the rest back. With --min 0 it scales to zero, and that request is held until a ` +
+      `task is healthy (or the proxy's wake timeout passes: 503 with Retry-After).\n\n` +
       `Prints the deployment id and preview URL, then each task's state as it changes. Exit codes: 0 every task healthy, 2 not ` +
       `healthy by --timeout (crash-looping, unplaceable or still starting), 1 usage or infrastructure errors or Ctrl-C ` +
       `(which stops waiting, not the deployment). --format json prints one object at the end: deployment, previewUrl, appUrl, layers, result.`,
@@ -51,6 +57,8 @@ export function createDeployCommand(prepare: PrepareArtifacts, progress: (io: Io
         valueName: "N",
         description: "The port the app listens on, for apps that cannot read $PORT (default: each task gets a free one as $PORT; a fixed port allows one task per node)",
       },
+      min: { type: "string", valueName: "N", description: "Tasks kept while idle, 0 to --replicas (default: all; 0 scales to zero)" },
+      "idle-timeout": { type: "string", valueName: "DURATION", description: "How long without a request before it scales down to --min, e.g. 90s or 5m (default: 5m)" },
       promote: { type: "boolean", description: "Serve it at the app's URL as soon as it is healthy" },
       detach: { type: "boolean", description: "Exit once the deployment is created, without waiting for its tasks" },
       timeout: { type: "string", valueName: "SECONDS", description: `How long to wait for every task to be healthy, e.g. 120 or 5m (default: ${DEFAULT_TIMEOUT})` },
@@ -61,6 +69,7 @@ export function createDeployCommand(prepare: PrepareArtifacts, progress: (io: Io
       "zectre deploy ./web --app web --replicas 2 --health-path /healthz",
       "zectre deploy --command 'node server.js' --constraint G@role:web --env NODE_ENV=production",
       "zectre deploy --promote --timeout 5m",
+      "zectre deploy --min 0 --idle-timeout 60s",
       "zectre deploy --detach --format json",
     ],
     async run(ctx) {
@@ -85,6 +94,8 @@ export function createDeployCommand(prepare: PrepareArtifacts, progress: (io: Io
           runtime: o.runtime,
           port: o.port,
           promote: o.promote,
+          min: o.min,
+          idleTimeout: o["idle-timeout"],
         },
         PATH,
       );

@@ -11,7 +11,8 @@ const deployments = defineCommand({
   summary: "List deployments, newest first: of one app, or of every app",
   description:
     `Without APP, lists the deployments of the app named in ./${CONFIG_FILE}, or when there is none, of every app. ` +
-    "REPLICAS reads healthy/wanted; PROMOTED marks the deployment the app's URL serves.",
+    "REPLICAS reads healthy/wanted, then the minimum kept while idle for deployments that scale down (STATUS idle: scaled to zero; " +
+    "the next request wakes it); PROMOTED marks the deployment the app's URL serves.",
   positionals: [{ name: "app", description: "Only this app's deployments" }],
   examples: ["zectre deployments", "zectre deployments web", "zectre deployments web --format json"],
   async run(ctx) {

@@ -14,7 +14,7 @@ const events = defineCommand({
   summary: "Print the org's live events (nodes, jobs, deployments) until Ctrl-C",
   description:
     "Each line reads ID TIME TYPE SUMMARY. Types: node.online, node.offline, job.created, job.return, job.finished, " +
-    "deploy.created|healthy|failed|promoted|rolled_back|scaled and task.state. --filter keeps the types matching a glob " +
+    "deploy.created|healthy|failed|promoted|rolled_back|scaled|idle|woken and task.state. --filter keeps the types matching a glob " +
     "(* and ?; repeat it to keep several). --since ID first prints the kept events after that id (the org keeps its last " +
     "10,000 events, at most 24 hours). A dropped connection is reopened from the last id printed, so nothing still kept " +
     "is missed. --format json prints one JSON object per line (NDJSON). Ctrl-C ends it with exit code 0.",
