@@ -138,8 +138,8 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     const stored: JobReturn = { ...ret, synthetic: false };
     this.sql.exec("UPDATE targets SET state = 'returned', returned_at = ?, ret = ? WHERE node_id = ?", Date.now(), JSON.stringify(stored), nodeId);
     this.touch();
-    this.emit("target.returned", nodeId, { return: stored as unknown as JsonObject });
-    await this.finishIfAllReturned();
+    this.emit("target.returned", nodeId, { return: stored as unknown as JsonObject }, job);
+    await this.finishIfAllReturned(job);
     return "stored";
   }
 
@@ -210,13 +210,14 @@ export class JobObject extends DurableObject<ObjectsEnv> {
 
   private async dispatchTo(spec: Pick<JobSpec, "org" | "jid" | "function" | "args" | "timeout" | "test">, targets: readonly string[]): Promise<void> {
     const action = { kind: "job.dispatch" as const, jid: spec.jid, epoch: EPOCH, function: spec.function, args: spec.args, timeout: spec.timeout, test: spec.test };
+    const job = this.job();
     for (let i = 0; i < targets.length; i += DISPATCH_BATCH) {
       const batch = targets.slice(i, i + DISPATCH_BATCH);
       const results = await Promise.all(batch.map((nodeId) => nodeStub(this.env, spec.org, nodeId).dispatch(action)));
       batch.forEach((nodeId, k) => {
         const sent = results[k] as { online: boolean; actionId: string };
         this.sql.exec("UPDATE targets SET online_at_dispatch = ?, action_id = ? WHERE node_id = ?", sent.online ? 1 : 0, sent.actionId, nodeId);
-        this.emit("target.dispatched", nodeId, { online: sent.online });
+        this.emit("target.dispatched", nodeId, { online: sent.online }, job);
       });
     }
   }
@@ -260,11 +261,11 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     await this.finishIfAllReturned();
   }
 
-  private async finishIfAllReturned(): Promise<void> {
-    const job = this.job();
+  /** `job` may be read before this call's own writes: only its status and identity are used, which they leave alone. */
+  private async finishIfAllReturned(job: JobRow | undefined = this.job()): Promise<void> {
     if (!job || !ACTIVE_STATUSES.includes(job.status as JobStatus)) return;
-    // A count, not a scan of every return: this runs once per return.
-    const open = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM targets WHERE ret IS NULL").one().n;
+    // This runs once per return: one probe of the open-targets index, not a count over every target.
+    const open = this.sql.exec<{ open: number }>("SELECT EXISTS (SELECT 1 FROM targets WHERE ret IS NULL) AS open").one().open;
     if (open === 0) await this.finish("all_returned");
   }
 
@@ -289,10 +290,10 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     await Promise.all(nodeIds.map((nodeId) => nodeStub(this.env, org, nodeId).cancelJob(jid).catch(() => undefined)));
   }
 
-  private emit(type: JobEvent["type"], nodeId: string | null, data: JsonObject): JobEvent {
+  private emit(type: JobEvent["type"], nodeId: string | null, data: JsonObject, job: JobRow | undefined = this.job()): JobEvent {
     const event = this.events.append(type, nodeId, data);
     this.watchers.broadcast(sseFrame(event.seq, event));
-    this.orgEvents.fromJob(this.job(), event);
+    this.orgEvents.fromJob(job, event);
     return event;
   }
 

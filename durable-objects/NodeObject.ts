@@ -77,6 +77,7 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
   private readonly sql: SqlStorage;
   private readonly nonces: NonceStore;
   private readonly outbox: Outbox;
+  private identityRow: { row: Identity | undefined } | null = null;
   private readonly tunnel = new NodeTunnel(tunnelMetrics(this.ctx, this.env, () => this.identity()?.org ?? null));
 
   constructor(ctx: DurableObjectState, env: ObjectsEnv) {
@@ -100,11 +101,13 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
       config.publicKey,
       config.state,
     );
+    this.identityRow = null;
   }
 
   /** Revoked or rejected nodes lose their socket at once; every later connect is refused. */
   setState(state: EnrollmentState): void {
     this.sql.exec("UPDATE identity SET state = ?", state);
+    this.identityRow = null;
     if (!CONNECTABLE.includes(state)) {
       for (const ws of this.ctx.getWebSockets()) {
         ws.close(CLOSE.revoked, `node is ${state}`);
@@ -229,8 +232,7 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
     }
     const identity = this.identity();
     if (!identity) return ws.close(CLOSE.policy, "node is not configured");
-    const attachment = ws.deserializeAttachment() as SocketAttachment | null;
-    if (attachment) ws.serializeAttachment({ ...attachment, lastMessageAt: Date.now() });
+    this.stampLastMessage(ws);
     const inbound = parseInbound(frame, identity.node_id);
     if (!inbound.ok) {
       if (inbound.close !== undefined) return ws.close(inbound.close, inbound.message);
@@ -325,7 +327,10 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
     }
     this.ctx.acceptWebSocket(server);
     server.serializeAttachment({ connectedAt: now, lastMessageAt: now } satisfies SocketAttachment);
-    if (identity.state === "approved") this.sql.exec("UPDATE identity SET state = 'active'");
+    if (identity.state === "approved") {
+      this.sql.exec("UPDATE identity SET state = 'active'");
+      this.identityRow = null;
+    }
     this.sql.exec("UPDATE presence SET connected_at = ?, last_seen = ?, reported_seen = ?", now, now, now);
     const window = 3 * heartbeatSeconds(this.env) * 1000;
     await this.ctx.storage.setAlarm(now + window + 500);
@@ -451,8 +456,17 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
     return this.sql.exec("SELECT 1 FROM tasks WHERE task_id = ? AND app = ?", taskId, app).toArray().length > 0;
   }
 
+  /** Presence needs seconds, not milliseconds: the attachment is rewritten at most once a second, not on every message. */
+  private stampLastMessage(ws: WebSocket): void {
+    const attachment = ws.deserializeAttachment() as SocketAttachment | null;
+    const now = Date.now();
+    if (attachment && now - attachment.lastMessageAt >= 1000) ws.serializeAttachment({ ...attachment, lastMessageAt: now });
+  }
+
+  /** Read on every agent message; only configure, setState and accept write the row, and each forgets this copy. */
   private identity(): Identity | undefined {
-    return this.sql.exec<Identity>("SELECT * FROM identity").toArray()[0];
+    this.identityRow ??= { row: this.sql.exec<Identity>("SELECT * FROM identity").toArray()[0] };
+    return this.identityRow.row;
   }
 
   private presence(): Presence {

@@ -1,5 +1,6 @@
 import { createPublicKey, generateKeyPairSync, type KeyObject, sign } from "node:crypto";
 import WebSocket from "ws";
+import { PING_FRAME } from "../../protocol/agent-wire.ts";
 import { connectSigningInput, type Facts } from "../../protocol/nodes.ts";
 import { mapPool } from "./pool.ts";
 
@@ -37,13 +38,37 @@ export async function enrollAll(apiUrl: string, adminToken: string, agents: read
   await mapPool(agents, 16, (a) => postJson(`${apiUrl}/api/v1/agent/enroll`, { v: 1, token, nodeId: a.nodeId, publicKey: a.publicKey, facts: FACTS }));
 }
 
+/** Opens the socket; resolves on the server's first message, and heartbeats from then on as the real agent does. */
 export function openUntilFirstMessage(url: string): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url);
-    ws.once("message", () => resolve(ws));
+    ws.once("message", (data) => {
+      keepAlive(ws, data);
+      resolve(ws);
+    });
     ws.once("error", reject);
     ws.once("unexpected-response", (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
   });
+}
+
+/**
+ * Without heartbeats a node object marks its agent offline after three missed
+ * intervals, and a slow enrollment of a thousand agents takes longer than that.
+ * Only `welcome` carries the interval; other first messages (a plain echo server) need none.
+ */
+function keepAlive(ws: WebSocket, first: WebSocket.RawData): void {
+  let seconds = 0;
+  try {
+    seconds = Number((JSON.parse(String(first)) as { heartbeatSeconds?: number }).heartbeatSeconds ?? 0);
+  } catch {
+    return;
+  }
+  if (!(seconds > 0)) return;
+  const timer = setInterval(() => {
+    if (ws.readyState === WebSocket.OPEN) ws.send(PING_FRAME);
+  }, seconds * 1000);
+  timer.unref();
+  ws.once("close", () => clearInterval(timer));
 }
 
 export async function challengeAndConnect(apiUrl: string, org: string, agent: SimAgent): Promise<WebSocket> {

@@ -38,6 +38,8 @@ export const JOB_MIGRATIONS = [
      node_id TEXT,
      data TEXT NOT NULL
    );`,
+  // Whether any target is still open is asked once per return: the partial index answers without a scan.
+  `CREATE INDEX targets_open ON targets (node_id) WHERE ret IS NULL;`,
 ] as const;
 
 export interface JobRow extends Record<string, SqlStorageValue> {
@@ -149,8 +151,9 @@ export class EventLog {
 
   append(type: JobEventType, nodeId: string | null, data: JsonObject): JobEvent {
     const ts = Date.now();
-    this.sql.exec("INSERT INTO events (ts, type, node_id, data) VALUES (?, ?, ?, ?)", ts, type, nodeId, JSON.stringify(data));
-    const seq = this.sql.exec<{ seq: number }>("SELECT last_insert_rowid() AS seq").one().seq;
+    const seq = this.sql
+      .exec<{ seq: number }>("INSERT INTO events (ts, type, node_id, data) VALUES (?, ?, ?, ?) RETURNING seq", ts, type, nodeId, JSON.stringify(data))
+      .one().seq;
     return { seq, ts: new Date(ts).toISOString(), type, nodeId, data };
   }
 

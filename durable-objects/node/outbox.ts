@@ -53,10 +53,8 @@ export class Outbox {
   ack(ids: readonly string[]): OutboxEntry[] {
     const removed: OutboxEntry[] = [];
     for (const id of ids) {
-      const entry = this.get(id);
-      if (!entry) continue;
-      this.sql.exec("DELETE FROM outbox WHERE id = ?", id);
-      removed.push(entry);
+      const row = this.sql.exec<OutboxRow>("DELETE FROM outbox WHERE id = ? RETURNING *", id).toArray()[0];
+      if (row) removed.push({ id: row.id, action: JSON.parse(row.body) as OutboxAction, createdAt: row.created_at });
     }
     return removed;
   }
