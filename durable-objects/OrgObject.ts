@@ -268,6 +268,21 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
     return { ok: true, node: (this.nodes.get(nodeId) as DirectoryEntry).summary };
   }
 
+  /** Marks the node direct at `address` (already parsed by the API), or back to its tunnel with null. */
+  setDirectAddress(nodeId: string, address: string | null, _actor: string): Result<{ node: NodeSummary }> {
+    const entry = this.nodes.get(nodeId);
+    if (!entry) return failure("not_found", `node '${nodeId}' not found`);
+    const { state } = entry.summary;
+    if (address !== null && (state === "rejected" || state === "revoked")) return failure("conflict", `node '${nodeId}' is ${state}; it serves nothing`);
+    this.nodes.setDirectAddress(nodeId, address);
+    return { ok: true, node: (this.nodes.get(nodeId) as DirectoryEntry).summary };
+  }
+
+  /** Node id → address of every direct node that may serve, for the proxy (cached there for 2 s). */
+  directNodes(): Record<string, string> {
+    return this.nodes.directAddresses();
+  }
+
   // ---- settings ----
 
   async putSetting(scope: SettingScope, key: string, value: JsonValue, actor: string): Promise<Result<{ setting: SettingRecord }>> {

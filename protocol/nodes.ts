@@ -150,6 +150,8 @@ export interface NodeSummary {
   agentVersion: string | null;
   enrolledAt: string;
   stateReason: string | null;
+  /** Set when the node is direct: the proxy fetches its tasks at this address instead of through the tunnel. */
+  directAddress: string | null;
 }
 
 /** `GET /api/v1/nodes/:id` */

@@ -14,6 +14,7 @@ import type {
   SettingRecord,
 } from "../../protocol/nodes.ts";
 import type { PushStatesBody, StateTreeInfo } from "../../protocol/states.ts";
+import type { SetDirectBody } from "../../protocol/direct.ts";
 import type { AppSummary, CreateDeploymentBody, DeploymentRecord, StoredLogLine } from "../../protocol/deployments.ts";
 import type { z } from "zod";
 import { networkReason, oneLine } from "../../lib/network-errors.ts";
@@ -147,6 +148,11 @@ export class ApiClient {
 
   setNodeLabels(id: string, body: SetLabelsBody): Promise<{ node: NodeSummary }> {
     return this.request("PATCH", `${nodePath(id)}/labels`, { body });
+  }
+
+  /** An address marks the node direct; null sends the proxy through its tunnel again. */
+  setNodeDirect(id: string, body: SetDirectBody): Promise<{ node: NodeSummary }> {
+    return this.request("PUT", `${nodePath(id)}/direct`, { body });
   }
 
   // ---- settings ----

@@ -1,6 +1,7 @@
 import { APPS_INDEX_MIGRATION } from "./apps-index.ts";
 import { AUDIT_REQUEST_MIGRATION } from "./audit.ts";
 import { EVENTS_MIGRATION } from "./events.ts";
+import { DIRECT_NODES_MIGRATION } from "./node-directory.ts";
 import { METRICS_MIGRATION } from "./metrics-store.ts";
 
 /** OrgObject schema, forward-only: append, never edit a shipped entry. */
@@ -83,4 +84,5 @@ export const MIGRATIONS = [
   EVENTS_MIGRATION,
   AUDIT_REQUEST_MIGRATION,
   METRICS_MIGRATION,
+  DIRECT_NODES_MIGRATION,
 ] as const;

@@ -1,6 +1,15 @@
 import type { EnrollmentState, Facts, Labels, NodeSummary } from "../../protocol/nodes.ts";
 import { iso } from "./secrets.ts";
 
+/**
+ * Appended to the org's migrations: the addresses of direct nodes (a node without a row is reached through
+ * its tunnel). Its own table, created only if missing, so it stays harmless should it ever run twice.
+ */
+export const DIRECT_NODES_MIGRATION = "CREATE TABLE IF NOT EXISTS direct_nodes (node_id TEXT PRIMARY KEY, address TEXT NOT NULL)";
+
+/** Every read of a directory row: the node with its direct address, if any. */
+const SELECT_NODES = "SELECT nodes.*, direct_nodes.address AS direct_address FROM nodes LEFT JOIN direct_nodes ON direct_nodes.node_id = nodes.id";
+
 interface NodeRow extends Record<string, SqlStorageValue> {
   id: string;
   public_key: string;
@@ -12,6 +21,7 @@ interface NodeRow extends Record<string, SqlStorageValue> {
   online: number;
   last_seen: number | null;
   enrolled_at: number;
+  direct_address: string | null;
 }
 
 export interface DirectoryEntry {
@@ -37,6 +47,7 @@ function toEntry(row: NodeRow): DirectoryEntry {
       agentVersion: facts?.agentVersion ?? null,
       enrolledAt: new Date(row.enrolled_at).toISOString(),
       stateReason: row.state_reason,
+      directAddress: row.direct_address,
     },
   };
 }
@@ -59,7 +70,7 @@ export class NodeDirectory {
   }
 
   get(id: string): DirectoryEntry | null {
-    const row = this.sql.exec<NodeRow>("SELECT * FROM nodes WHERE id = ?", id).toArray()[0];
+    const row = this.sql.exec<NodeRow>(`${SELECT_NODES} WHERE id = ?`, id).toArray()[0];
     return row ? toEntry(row) : null;
   }
 
@@ -82,9 +93,9 @@ export class NodeDirectory {
   list(states: readonly EnrollmentState[] | null): DirectoryEntry[] {
     const rows =
       states === null
-        ? this.sql.exec<NodeRow>("SELECT * FROM nodes ORDER BY id")
+        ? this.sql.exec<NodeRow>(`${SELECT_NODES} ORDER BY id`)
         : this.sql.exec<NodeRow>(
-            `SELECT * FROM nodes WHERE state IN (${states.map(() => "?").join(",")}) ORDER BY id`,
+            `${SELECT_NODES} WHERE state IN (${states.map(() => "?").join(",")}) ORDER BY id`,
             ...states,
           );
     return rows.toArray().map(toEntry);
@@ -108,6 +119,22 @@ export class NodeDirectory {
 
   setFacts(id: string, facts: Facts): void {
     this.sql.exec("UPDATE nodes SET facts = ? WHERE id = ?", JSON.stringify(facts), id);
+  }
+
+  /** The node's direct address, or null to reach its tasks through the tunnel again. */
+  setDirectAddress(id: string, address: string | null): void {
+    if (address === null) this.sql.exec("DELETE FROM direct_nodes WHERE node_id = ?", id);
+    else this.sql.exec("INSERT INTO direct_nodes (node_id, address) VALUES (?, ?) ON CONFLICT (node_id) DO UPDATE SET address = excluded.address", id, address);
+  }
+
+  /** Node id → direct address, for the nodes that may serve (approved or active) and have one. */
+  directAddresses(): Record<string, string> {
+    const rows = this.sql
+      .exec<{ id: string; address: string }>(
+        "SELECT nodes.id, direct_nodes.address FROM direct_nodes JOIN nodes ON nodes.id = direct_nodes.node_id WHERE nodes.state IN ('approved', 'active')",
+      )
+      .toArray();
+    return Object.fromEntries(rows.map((row) => [row.id, row.address]));
   }
 
   setPresence(id: string, online: boolean, lastSeen: number): void {

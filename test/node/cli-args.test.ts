@@ -171,7 +171,7 @@ describe("command table", () => {
     expect([...registry.root.children.keys()]).toEqual(["login", "logout", "status", "run", "job", "token", "node", "settings", "state", "deploy", "app", "deployments", "promote", "rollback", "scale", "env", "route", "logs", "artifact", "webhook", "events", "audit", "help"]);
     expect([...(registry.find(["job"])?.children.keys() ?? [])]).toEqual(["list", "active", "show", "kill", "watch"]);
     expect([...(registry.find(["token"])?.children.keys() ?? [])]).toEqual(["create", "list", "revoke"]);
-    expect([...(registry.find(["node"])?.children.keys() ?? [])]).toEqual(["list", "show", "facts", "label", "enroll", "token"]);
+    expect([...(registry.find(["node"])?.children.keys() ?? [])]).toEqual(["list", "show", "facts", "label", "direct", "enroll", "token"]);
     expect([...(registry.find(["node", "enroll"])?.children.keys() ?? [])]).toEqual(["list", "approve", "reject", "revoke"]);
     expect([...(registry.find(["settings"])?.children.keys() ?? [])]).toEqual(["set", "get", "list", "unset"]);
     expect([...(registry.find(["state"])?.children.keys() ?? [])]).toEqual(["push", "show"]);

@@ -1,3 +1,4 @@
+import { parseDirectAddress } from "../../../protocol/direct.ts";
 import { ENROLLMENT_STATES, NodeId } from "../../../protocol/nodes.ts";
 import { listWords } from "../args.ts";
 import { defineCommand, defineGroup, type Entry } from "../command.ts";
@@ -56,7 +57,10 @@ const list = defineCommand({
     ctx.out.result(result, (c) => {
       if (result.nodes.length === 0) return state === undefined && target === undefined ? "No approved or active nodes." : "No nodes match.";
       const rows = result.nodes.map((node) => [node.id, node.os ?? "-", node.arch ?? "-", node.online ? "yes" : "no", formatAgo(node.lastSeen, "-", now)]);
-      return table(["NODE ID", "OS", "ARCH", "ONLINE", "LAST-SEEN"], rows, c);
+      // The DIRECT column only appears once some node is direct, so most fleets keep the narrow table.
+      if (!result.nodes.some((node) => node.directAddress)) return table(["NODE ID", "OS", "ARCH", "ONLINE", "LAST-SEEN"], rows, c);
+      const withDirect = rows.map((row, i) => [...row, result.nodes[i]?.directAddress ?? "-"]);
+      return table(["NODE ID", "OS", "ARCH", "ONLINE", "LAST-SEEN", "DIRECT"], withDirect, c);
     });
   },
 });
@@ -141,4 +145,39 @@ const label = defineCommand({
   },
 });
 
-export const nodeCommands: readonly Entry[] = [group, list, show, facts, label];
+const direct = defineCommand({
+  path: ["node", "direct"],
+  summary: "Let the proxy fetch a node's tasks at an address it can reach, without the tunnel (or --off)",
+  description:
+    "With --address the edge proxy requests the node's tasks at http://ADDRESS:<task port> itself; a safe request (GET, HEAD, " +
+    "OPTIONS) that cannot connect there goes through the agent's tunnel instead. ADDRESS is a host name or IP address only: " +
+    "no scheme, no port (each task has its own), no path. The agent must let its tasks listen where the proxy can reach them " +
+    "('zectre-agent run --task-bind-address'). --off goes back to the tunnel. Needs an admin token.",
+  positionals: [{ name: "id", required: true, description: "The node's id" }],
+  options: {
+    address: { type: "string", valueName: "ADDRESS", description: "Host name or IP address the proxy reaches the node at" },
+    off: { type: "boolean", description: "Reach the node's tasks through its tunnel again" },
+  },
+  examples: ["zectre node direct web-1 --address 10.0.0.5", "zectre node direct web-1 --address web-1.internal.example", "zectre node direct web-1 --off"],
+  async run(ctx) {
+    const path = ["node", "direct"];
+    const id = checkNodeId(ctx.args.id, path);
+    const { address, off } = ctx.options;
+    if ((address === undefined) === !off) throw new UsageError("give either --address ADDRESS or --off", path);
+    let wanted: string | null = null;
+    if (address !== undefined) {
+      const parsed = parseDirectAddress(address);
+      if (!parsed.ok) throw new UsageError(`invalid --address '${address}': ${parsed.problem}`, path);
+      wanted = parsed.address;
+    }
+    const result = await ctx.client().setNodeDirect(id, { address: wanted });
+    const where = result.node.directAddress;
+    ctx.out.result(result, () =>
+      where === null
+        ? `Node '${result.node.id}' is reached through its agent's tunnel.`
+        : `Node '${result.node.id}' is direct: the proxy fetches its tasks at ${where}.`,
+    );
+  },
+});
+
+export const nodeCommands: readonly Entry[] = [group, list, show, facts, label, direct];

@@ -339,6 +339,7 @@ function startFleet(org: string) {
     agentVersion: node.facts?.agentVersion ?? null,
     enrolledAt: node.enrolledAt,
     stateReason: node.stateReason,
+    directAddress: null,
   });
 
   /** Org, then matching labels, then the node's own: the later scope wins. */

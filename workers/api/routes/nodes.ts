@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { nodeStub, orgStub } from "../../../durable-objects/env.ts";
+import { SetDirectBody } from "../../../protocol/direct.ts";
 import {
   CreateEnrollmentTokenBody,
   EnrollmentAction,
@@ -100,5 +101,12 @@ export const nodeRoutes = new Hono<ApiContext>()
     const body = await readJson(c, SetLabelsBody);
     const identity = c.get("identity");
     const result = unwrap(await orgStub(c.env, identity.org).setLabels(c.req.param("id"), body.labels, actorOf(identity)));
+    return c.json({ node: result.node });
+  })
+  // Admin only: the address names a host the proxy will connect to.
+  .put("/nodes/:id/direct", requireScope("admin"), limitBody(SMALL_BODY), async (c) => {
+    const body = await readJson(c, SetDirectBody);
+    const identity = c.get("identity");
+    const result = unwrap(await orgStub(c.env, identity.org).setDirectAddress(c.req.param("id"), body.address, actorOf(identity)));
     return c.json({ node: result.node });
   });
