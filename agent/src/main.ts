@@ -1,4 +1,5 @@
 import { existsSync } from "node:fs";
+import { isIP } from "node:net";
 import { basename } from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_CAP_MS } from "./backoff.ts";
@@ -78,7 +79,8 @@ const COMMANDS: readonly CommandDef[] = [
   {
     name: "run",
     summary: "Connect to the control plane and keep this node online",
-    usage: "zectre-agent run [--data-dir DIR] [--fact KEY=VALUE]... [--facts-interval SECONDS] [--job-queue N] [--log-backlog-mb MB]",
+    usage:
+      "zectre-agent run [--data-dir DIR] [--fact KEY=VALUE]... [--facts-interval SECONDS] [--job-queue N] [--log-backlog-mb MB] [--task-bind-address ADDRESS]",
     description: [
       "Starts from the data dir even when the control plane is unreachable and keeps retrying, with",
       "exponential backoff and full jitter. Logs are JSON lines on stdout. Exits 0 on SIGTERM or SIGINT,",
@@ -102,6 +104,13 @@ const COMMANDS: readonly CommandDef[] = [
         type: "string",
         valueName: "MB",
         description: `Disk for task output not yet acked by the control plane; past it the oldest lines are dropped (default ${DEFAULT_LOG_BACKLOG_BYTES / 1024 / 1024})`,
+      },
+      "task-bind-address": {
+        type: "string",
+        valueName: "ADDRESS",
+        description:
+          "IP address tasks listen on, passed to them as $HOST (default 127.0.0.1: only the tunnel reaches them). On a node marked direct " +
+          "('zectre node direct'), an address the proxy can reach; 0.0.0.0 listens on every interface",
       },
     },
     run: runRun,
@@ -250,6 +259,10 @@ async function runRun(values: Values, io: AgentIo): Promise<number> {
   if (backlogMb !== undefined && !(Number.isFinite(backlogMb) && backlogMb > 0 && backlog?.trim() !== "")) {
     throw new AgentError(`invalid --log-backlog-mb '${backlog}': expected a positive number of megabytes`);
   }
+  const taskBindAddress = text(values, "task-bind-address");
+  if (taskBindAddress !== undefined && isIP(taskBindAddress) === 0) {
+    throw new AgentError(`invalid --task-bind-address '${taskBindAddress}': expected an IP address such as 127.0.0.1, 10.0.0.5 or 0.0.0.0`);
+  }
   const healthMs = envMs(io, "ZECTRE_AGENT_TASK_HEALTH_MS");
   const restartBaseMs = envMs(io, "ZECTRE_AGENT_TASK_RESTART_BASE_MS");
   return runAgent({
@@ -260,6 +273,7 @@ async function runRun(values: Values, io: AgentIo): Promise<number> {
       ...(restartBaseMs !== undefined ? { restartBaseMs } : {}),
     },
     ...(jobQueueCapacity !== undefined ? { jobQueueCapacity } : {}),
+    ...(taskBindAddress !== undefined ? { taskBindAddress } : {}),
     logger: new Logger({ sink: (line) => io.stdout.write(line) }),
     facts: factFlags(values),
     ...(factsSeconds !== undefined ? { factsIntervalMs: factsSeconds * 1000 } : {}),

@@ -47,6 +47,8 @@ export interface RunOptions {
   readonly artifacts?: TaskArtifacts;
   /** Task supervisor timings (tests make them fast). */
   readonly taskTimings?: Partial<TaskTimings>;
+  /** The address tasks listen on (`--task-bind-address`; default 127.0.0.1). */
+  readonly taskBindAddress?: string;
   /** Called with the reason when the node is refused for good, for the one-line error on stderr. */
   readonly onRefused?: (end: Exclude<ConnectionEnd, { reason: "stopped" }>) => void;
 }
@@ -133,6 +135,7 @@ export async function runAgent(options: RunOptions): Promise<number> {
     enqueue: (message) => connection.enqueue(message),
     output: (line) => shipper.push(line),
     ...(options.taskTimings ? { timings: options.taskTimings } : {}),
+    ...(options.taskBindAddress !== undefined ? { bindAddress: options.taskBindAddress } : {}),
   });
   tasks.attach(connection);
   // Proxied requests reach only the ports of tasks this agent runs.

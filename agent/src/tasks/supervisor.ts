@@ -5,7 +5,7 @@ import type { AgentConnection } from "../connection.ts";
 import type { Logger } from "../log.ts";
 import { messageOf } from "../state/files.ts";
 import { dockerEngineProblem } from "./docker.ts";
-import { pickFreePort } from "./ports.ts";
+import { DEFAULT_TASK_BIND_ADDRESS, pickFreePort, taskConnectHost } from "./ports.ts";
 import { DEFAULT_TASK_TIMINGS, SupervisedTask, type TaskArtifacts, type TaskStatus, type TaskTimings } from "./task.ts";
 import { newTaskFile, TaskStore } from "./task-store.ts";
 
@@ -30,6 +30,8 @@ export interface TaskSupervisorOptions {
   readonly dockerCommand?: string;
   /** The agent's environment (PATH, HOME and LANG are passed on to tasks); default process.env. */
   readonly env?: Readonly<Record<string, string | undefined>>;
+  /** The address tasks listen on (default 127.0.0.1); a direct node's proxy must be able to reach it. */
+  readonly bindAddress?: string;
 }
 
 /** How many final statuses of stopped tasks are remembered, so a late duplicate start does not revive one. */
@@ -58,7 +60,13 @@ export class TaskSupervisor {
       output: options.output ?? (() => {}),
       dockerProblem: () => dockerEngineProblem(options.dockerCommand),
       baseEnv: options.env ?? process.env,
+      bindAddress: options.bindAddress ?? DEFAULT_TASK_BIND_ADDRESS,
     };
+  }
+
+  /** Where the agent reaches its tasks (the tunnel's target host). */
+  get taskHost(): string {
+    return taskConnectHost(this.#context.bindAddress);
   }
 
   /**
@@ -88,7 +96,7 @@ export class TaskSupervisor {
     if (this.#closed) throw new Error("the agent is stopping; not starting tasks");
     const known = this.#known(spec.taskId);
     if (known) return known;
-    const port = spec.port ?? (await pickFreePort());
+    const port = spec.port ?? (await pickFreePort(this.#context.bindAddress));
     // Checked again: another start of the same task may have won the race while the port was picked.
     const raced = this.#known(spec.taskId);
     if (raced) return raced;

@@ -7,7 +7,7 @@ import type { Logger } from "../log.ts";
 import { fsyncDir, messageOf, PRIVATE_DIR_MODE } from "../state/files.ts";
 import { noEngineMessage } from "./docker.ts";
 import { probeHealth } from "./health.ts";
-import { reusePort, TASK_HOST } from "./ports.ts";
+import { reusePort, taskConnectHost } from "./ports.ts";
 import { endProcessGroup, type ExitInfo, isOrphanOf, killLeftovers, spawnTaskProcess, type TaskProcess } from "./process.ts";
 import type { TaskFile, TaskStore } from "./task-store.ts";
 
@@ -73,6 +73,8 @@ export interface TaskContext {
   readonly dockerProblem: () => Promise<string | null>;
   /** The agent's environment; only PATH, HOME and LANG reach a task. */
   readonly baseEnv: Readonly<Record<string, string | undefined>>;
+  /** The address tasks listen on (their HOST): 127.0.0.1 unless the proxy fetches this node's tasks directly. */
+  readonly bindAddress: string;
 }
 
 const BASE_ENV = ["PATH", "HOME", "LANG"] as const;
@@ -193,7 +195,7 @@ export class SupervisedTask {
     if (this.spec.runtime === "docker") return this.#refuseDocker(generation);
     try {
       // A fixed port is the app's own: if something else holds it, the app fails to bind and says so.
-      const port = this.spec.port ?? (await reusePort(this.#file.hostPort));
+      const port = this.spec.port ?? (await reusePort(this.#file.hostPort, this.#ctx.bindAddress));
       if (generation !== this.#generation) return;
       if (port !== this.#file.hostPort) {
         this.#log.info("task port taken; moved to a new one", { previous: this.#file.hostPort, hostPort: port });
@@ -251,7 +253,7 @@ export class SupervisedTask {
     Object.assign(env, this.spec.env);
     // Last, so a task's env can never override what the supervisor decides.
     env.PORT = String(port);
-    env.HOST = TASK_HOST;
+    env.HOST = this.#ctx.bindAddress;
     env.ZECTRE_TASK_ID = this.taskId;
     env.ZECTRE_APP = this.spec.app;
     env.ZECTRE_DEPLOYMENT = this.spec.deploymentId;
@@ -301,7 +303,7 @@ export class SupervisedTask {
   }
 
   async #probe(generation: number): Promise<void> {
-    const pass = await probeHealth(this.spec.healthCheck, this.#file.hostPort, this.#ctx.timings.healthTimeoutMs);
+    const pass = await probeHealth(this.spec.healthCheck, this.#file.hostPort, this.#ctx.timings.healthTimeoutMs, taskConnectHost(this.#ctx.bindAddress));
     if (generation !== this.#generation || !this.#process) return;
     this.#health(pass);
     this.#scheduleProbe(generation);

@@ -9,7 +9,7 @@ const SERVING = new Set(["starting", "healthy", "unhealthy"]);
 /** Wires the tunnel to the connection: binary frames in and out, every stream ended when the socket drops. */
 export function attachTunnel(
   connection: Pick<AgentConnection, "on" | "sendBinary">,
-  tasks: Pick<TaskSupervisor, "get">,
+  tasks: Pick<TaskSupervisor, "get" | "taskHost">,
   logger: Logger,
 ): AgentTunnel {
   const tunnel = new AgentTunnel({
@@ -19,6 +19,7 @@ export function attachTunnel(
       return task !== undefined && task.hostPort === port && SERVING.has(task.state);
     },
     logger: logger.child({ component: "tunnel" }),
+    taskHost: tasks.taskHost,
   });
   connection.on("binary", (frame) => tunnel.handleFrame(frame));
   connection.on("disconnected", () => tunnel.closeAll());

@@ -17,7 +17,7 @@ import { messageOf } from "../state/files.ts";
 import type { AgentStream, StreamContext } from "./tunnel.ts";
 
 /**
- * One tunnelled HTTP request to a task on 127.0.0.1: request body frames are
+ * One tunnelled HTTP request to a task on this host: request body frames are
  * written as they come and credited back once written out; the response body is
  * read only as fast as the node object grants credit.
  */
@@ -32,7 +32,7 @@ export class AgentHttpStream implements AgentStream {
   constructor(ctx: StreamContext, open: OpenPayload) {
     this.#ctx = ctx;
     this.#request = request({
-      host: "127.0.0.1",
+      host: ctx.taskHost,
       port: open.port,
       method: open.method,
       path: open.path,

@@ -13,8 +13,9 @@ import { AgentWsStream } from "./ws-stream.ts";
 
 /**
  * The agent's side of the tunnel: the node object opens streams on the agent's
- * WebSocket, and each becomes a request to 127.0.0.1:<port> of one of this
- * agent's tasks (never another host, never a port no task runs on), with bodies
+ * WebSocket, and each becomes a request to <task host>:<port> of one of this
+ * agent's tasks (127.0.0.1 unless tasks bind elsewhere; never another host,
+ * never a port no task runs on), with bodies
  * and WebSocket messages relayed both ways under the same credit rules.
  */
 
@@ -24,6 +25,8 @@ export interface TunnelOptions {
   /** Whether `port` is the host port of task `taskId`, and that task runs on this agent. */
   readonly allows: (taskId: string, port: number) => boolean;
   readonly logger: Logger;
+  /** Where this agent's tasks listen, as the agent reaches them (default 127.0.0.1). */
+  readonly taskHost?: string;
 }
 
 export interface AgentStream {
@@ -39,6 +42,8 @@ export interface StreamContext {
   readonly logger: Logger;
   /** Called once the stream is over, so later frames for its id are dropped. */
   readonly done: () => void;
+  /** The host every stream connects to: this agent's own tasks' address, never one from the frame. */
+  readonly taskHost: string;
 }
 
 export class AgentTunnel {
@@ -88,6 +93,7 @@ export class AgentTunnel {
       send: this.#options.send,
       logger: this.#options.logger,
       done: () => this.#streams.delete(id),
+      taskHost: this.#options.taskHost ?? "127.0.0.1",
     };
     const stream = open.upgrade === "websocket" ? new AgentWsStream(context, open) : new AgentHttpStream(context, open);
     this.#streams.set(id, stream);

@@ -22,7 +22,7 @@ const HANDSHAKE_FIELDS: ReadonlySet<string> = new Set(["sec-websocket-key", "sec
 /** Close codes that may not be sent in a close frame. */
 const RESERVED_CLOSE_CODES: ReadonlySet<number> = new Set([1004, 1005, 1006, 1015]);
 
-/** A tunnelled WebSocket: a `ws` client to ws://127.0.0.1:<port><path>, relaying messages both ways. */
+/** A tunnelled WebSocket: a `ws` client to ws://<task host>:<port><path>, relaying messages both ways. */
 export class AgentWsStream implements AgentStream {
   readonly #ctx: StreamContext;
   readonly #socket: WebSocket;
@@ -33,7 +33,8 @@ export class AgentWsStream implements AgentStream {
     const protocols = open.headers.find(([name]) => name === "sec-websocket-protocol")?.[1].split(",").map((p) => p.trim()).filter((p) => p !== "");
     const headers = Object.fromEntries(open.headers.filter(([name]) => !HANDSHAKE_FIELDS.has(name)));
     const host = open.headers.find(([name]) => name === "host")?.[1];
-    this.#socket = new WebSocket(`ws://127.0.0.1:${open.port}${open.path}`, protocols ?? [], {
+    const taskHost = ctx.taskHost.includes(":") ? `[${ctx.taskHost}]` : ctx.taskHost;
+    this.#socket = new WebSocket(`ws://${taskHost}:${open.port}${open.path}`, protocols ?? [], {
       headers: { ...headers, ...(host ? { host } : {}) },
       maxPayload: MAX_WS_MESSAGE_BYTES,
       followRedirects: false,
