@@ -6,6 +6,7 @@ import {
   tunnelRequestUrl,
 } from "../../protocol/tunnel.ts";
 import { log } from "../lib/log.ts";
+import { directAddresses, fetchDirect } from "./direct.ts";
 import { type ProxyEnv, timeoutMs } from "./env.ts";
 import { page } from "./pages.ts";
 import type { HostTarget } from "./resolve.ts";
@@ -29,14 +30,27 @@ export function forwardedHeaders(request: Request, url: URL): Headers {
 /**
  * Tries the tasks in order: a task whose node or agent could not take the
  * request is skipped for the next one, but only for safe methods (anything else
- * may have had side effects, or its body is already spent).
+ * may have had side effects, or its body is already spent). A task on a direct
+ * node is fetched at its node's address first; when that cannot connect, a safe
+ * request goes on through the same task's tunnel.
  */
 export async function forward(env: ProxyEnv, request: Request, target: HostTarget, tasks: readonly RouteTask[]): Promise<Response> {
   const url = new URL(request.url);
   const headers = forwardedHeaders(request, url);
-  const attempts = SAFE_METHODS.has(request.method) ? tasks.slice(0, 3) : tasks.slice(0, 1);
+  const safe = SAFE_METHODS.has(request.method);
+  const attempts = safe ? tasks.slice(0, 3) : tasks.slice(0, 1);
+  const direct = await directAddresses(env, target.org);
   let last: Response | null = null;
   for (const task of attempts) {
+    // Own keys only: a node may be called "constructor".
+    const address = Object.hasOwn(direct, task.nodeId) ? direct[task.nodeId] : undefined;
+    if (address !== undefined) {
+      const outcome = await fetchDirect(address, task, request, headers, timeoutMs(env));
+      if (outcome.kind === "response") return outcome.response;
+      if (outcome.kind === "timeout") return page("timeout", `the app did not answer within ${timeoutMs(env) / 1000} s`);
+      log("warn", "proxy", safe ? "direct fetch failed; trying the tunnel" : "direct fetch failed", { org: target.org, nodeId: task.nodeId, address, taskId: task.taskId, error: outcome.error });
+      if (!safe) return page("bad_gateway", "the app's task could not be reached at its node's direct address");
+    }
     const node = env.NODE.get(env.NODE.idFromName(`${target.org}/${task.nodeId}`));
     const internal = tunnelRequestUrl({ app: target.app, taskId: task.taskId, port: task.hostPort, timeoutMs: timeoutMs(env), path: `${url.pathname}${url.search}` });
     let response: Response;

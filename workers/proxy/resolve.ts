@@ -18,7 +18,7 @@ export interface HostTarget {
  */
 export const CACHE_MS = 2_000;
 
-class TtlCache<T> {
+export class TtlCache<T> {
   readonly #entries = new Map<string, { value: T; expires: number }>();
   readonly #max: number;
 
