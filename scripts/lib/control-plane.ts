@@ -116,7 +116,7 @@ export async function startWorkers(options: ControlPlaneOptions, operatorSecret:
   const paths = localPaths(options.stateDir);
   // Two wrangler processes racing for the default inspector port (9229) collide; give each its own.
   const [apiInspector, proxyInspector] = [await freePort(), await freePort()];
-  const common = ["--ip", "127.0.0.1", "--persist-to", paths.stateDir, "--show-interactive-dev-session=false", "--log-level", "log"];
+  const common = ["--ip", "127.0.0.1", "--show-interactive-dev-session=false", "--log-level", "log"];
   const api = spawnWrangler(
     [
       "-c", "wrangler.toml",
@@ -133,6 +133,7 @@ export async function startWorkers(options: ControlPlaneOptions, operatorSecret:
       ...(options.faultDuplicateDelivery ? ["--var", "FAULT_DUPLICATE_DELIVERY:1"] : []),
       ...(options.nodeLostGraceSeconds === undefined ? [] : ["--var", `NODE_LOST_GRACE_SECONDS:${options.nodeLostGraceSeconds}`]),
       "--inspector-port", String(apiInspector),
+      "--persist-to", paths.stateDir,
       ...common,
     ],
     paths,
@@ -148,6 +149,9 @@ export async function startWorkers(options: ControlPlaneOptions, operatorSecret:
       // And the wake timeout, to see a wake that cannot succeed answered 503 quickly.
       ...(process.env.WAKE_TIMEOUT_SECONDS ? ["--var", `WAKE_TIMEOUT_SECONDS:${process.env.WAKE_TIMEOUT_SECONDS}`] : []),
       "--inspector-port", String(proxyInspector),
+      // The proxy keeps no state of its own (its objects live in the API's process), and two workerd
+      // processes opening the same persist dir at once can fail to start with SQLITE_BUSY.
+      "--persist-to", join(paths.stateDir, "proxy-worker"),
       ...common,
     ],
     paths,
