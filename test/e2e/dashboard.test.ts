@@ -10,6 +10,7 @@ import { type RunningAgent, runAgentCommand, startAgent } from "../helpers/agent
 import { type HeadlessBrowser, launchChromium, PHONE_VIEWPORT } from "../helpers/browser.ts";
 import { type LocalControlPlane, removeControlPlane, startLocalControlPlane } from "../helpers/local-control-plane.ts";
 import { runCli } from "../helpers/run-cli.ts";
+import { eventually } from "../helpers/eventually.ts";
 
 const FIXTURE = join(import.meta.dirname, "../fixtures/hello-app");
 const NODE = "dash-1";
@@ -18,16 +19,6 @@ const HOSTILE = "<img/src=x/onerror=window.__pwned=1>";
 /** Lives in the page's JavaScript state, so it is gone after any reload or full navigation. */
 const NO_RELOAD_MARK = "__stillTheSamePage";
 
-async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = await read();
-  while (!done(last)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 300));
-    last = await read();
-  }
-  return last;
-}
 
 /** A raw request, so the path reaches the app (and its log) with `<` and `>` as they are. */
 function rawGet(port: number, path: string): Promise<number> {

@@ -7,6 +7,7 @@ import type { DeploymentRecord } from "../../protocol/deployments.ts";
 import { PROJECT_ROOT } from "../../scripts/lib/control-plane.ts";
 import { type Fleet, startFleet } from "../helpers/fleet.ts";
 import { runCli } from "../helpers/run-cli.ts";
+import { eventually } from "../helpers/eventually.ts";
 
 /**
  * What a person sees from the deployment commands, end to end: a real control plane,
@@ -17,16 +18,6 @@ import { runCli } from "../helpers/run-cli.ts";
 const FIXTURE = join(import.meta.dirname, "../fixtures/hello-app");
 const NODE = "cli-a";
 
-async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = await read();
-  while (!done(last)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    last = await read();
-  }
-  return last;
-}
 
 describe("the deployment CLI end to end", () => {
   let fleet: Fleet;

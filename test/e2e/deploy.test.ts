@@ -6,6 +6,7 @@ import type { DeploymentRecord, TaskRecord } from "../../protocol/deployments.ts
 import { startAgent } from "../helpers/agent-process.ts";
 import { type Fleet, startFleet } from "../helpers/fleet.ts";
 import { runCli } from "../helpers/run-cli.ts";
+import { eventually } from "../helpers/eventually.ts";
 
 const FIXTURE = join(import.meta.dirname, "../fixtures/hello-app");
 const NODES = ["dep-a", "dep-b"];
@@ -16,16 +17,6 @@ interface DeployOutput {
   layers: Array<{ layer: string; uploaded: boolean; reusedBy: string | null }>;
 }
 
-async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T = await read();
-  while (!done(last)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 300));
-    last = await read();
-  }
-  return last;
-}
 
 /** The fixture app plus a lockfile and an installed dependency, so the deploy has two layers. */
 function appDirectory(): string {

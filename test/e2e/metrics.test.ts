@@ -9,6 +9,7 @@ import type { DeploymentRecord } from "../../protocol/deployments.ts";
 import { type Fleet, startFleet } from "../helpers/fleet.ts";
 import { type ParsedSeries, parseMetricsText, sumOf, valueOf } from "../helpers/metrics-text.ts";
 import { runCli } from "../helpers/run-cli.ts";
+import { eventually } from "../helpers/eventually.ts";
 
 /**
  * `GET /metrics` of a real control plane (wrangler dev, real agent, the fixture app behind the
@@ -21,16 +22,6 @@ const PROMTOOL = "/usr/bin/promtool";
 const FIXTURE = join(import.meta.dirname, "../fixtures/hello-app");
 const NODE = "mx-1";
 
-async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = await read();
-  while (!done(last)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last).slice(0, 2000)}`);
-    await new Promise((r) => setTimeout(r, 300));
-    last = await read();
-  }
-  return last;
-}
 
 /** A GET to the proxy with `host` as the Host header (Node does not resolve *.localhost). */
 function viaProxy(port: number, host: string, path: string): Promise<{ status: number; body: string }> {

@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { cpSync, mkdtempSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
@@ -11,6 +10,8 @@ import type { NodeDetail, NodeSummary } from "../../protocol/nodes.ts";
 import { type RunningAgent, runAgentCommand, startAgent } from "../helpers/agent-process.ts";
 import { type LocalControlPlane, removeControlPlane, startLocalControlPlane } from "../helpers/local-control-plane.ts";
 import { runCli } from "../helpers/run-cli.ts";
+import { eventually } from "../helpers/eventually.ts";
+import { patternBody } from "../helpers/pattern-body.ts";
 
 /**
  * Direct nodes end to end: the real control plane and proxy (wrangler dev), a real
@@ -50,33 +51,7 @@ function send(port: number, host: string, path: string, init: { method?: string;
   });
 }
 
-async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = await read();
-  while (!done(last)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 300));
-    last = await read();
-  }
-  return last;
-}
 
-/** A body of `bytes` produced as it is read, hashed on the way out. */
-function patternBody(bytes: number): { stream: Readable; digest: () => string } {
-  const hash = createHash("sha256");
-  const block = Buffer.alloc(256 * 1024, 0x5a);
-  let sent = 0;
-  const stream = new Readable({
-    read() {
-      if (sent >= bytes) return void this.push(null);
-      const piece = block.subarray(0, Math.min(block.length, bytes - sent));
-      sent += piece.length;
-      hash.update(piece);
-      this.push(piece);
-    },
-  });
-  return { stream, digest: () => hash.digest("hex") };
-}
 
 describe("direct nodes end to end", () => {
   let plane: LocalControlPlane;

@@ -10,6 +10,8 @@ import WebSocket from "ws";
 import type { DeploymentRecord, TaskRecord } from "../../protocol/deployments.ts";
 import { type Fleet, startFleet } from "../helpers/fleet.ts";
 import { runCli } from "../helpers/run-cli.ts";
+import { eventually } from "../helpers/eventually.ts";
+import { patternBody } from "../helpers/pattern-body.ts";
 
 /**
  * The edge proxy end to end: the real control plane and proxy (wrangler dev), real
@@ -69,23 +71,6 @@ function download(port: number, host: string, path: string): Promise<{ status: n
   });
 }
 
-/** `BIG_BYTES` of a repeating pattern, produced as it is read, hashed on the way out. */
-function bigBody(): { stream: Readable; digest: () => string } {
-  const hash = createHash("sha256");
-  const block = Buffer.alloc(256 * 1024);
-  for (let i = 0; i < block.length; i++) block[i] = (i * 7 + 3) % 256;
-  let sent = 0;
-  const stream = new Readable({
-    read() {
-      if (sent >= BIG_BYTES) return void this.push(null);
-      const piece = block.subarray(0, Math.min(block.length, BIG_BYTES - sent));
-      sent += piece.length;
-      hash.update(piece);
-      this.push(piece);
-    },
-  });
-  return { stream, digest: () => hash.digest("hex") };
-}
 
 /** A raw HTTP/1.1 request on a fresh socket (send `Connection: close`): the status and the text after the head. */
 function raw(port: number, text: string): Promise<{ status: number; body: string }> {
@@ -107,16 +92,6 @@ function peakRssKb(pid: number | undefined): number {
   return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? "0");
 }
 
-async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = await read();
-  while (!done(last)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 300));
-    last = await read();
-  }
-  return last;
-}
 
 describe("edge proxy end to end", () => {
   let fleet: Fleet;
@@ -175,7 +150,7 @@ describe("edge proxy end to end", () => {
   });
 
   it("streams a 100 MB POST body to the app, every byte arriving", async () => {
-    const body = bigBody();
+    const body = patternBody(BIG_BYTES);
     const res = await send(port, previewHost, "/upload", { method: "POST", body: body.stream, headers: { "content-type": "application/octet-stream" } });
     expect(res.status).toBe(200);
     expect(JSON.parse(res.body.toString())).toEqual({ bytes: BIG_BYTES, sha256: body.digest() });

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DeploymentRecord } from "../../protocol/deployments.ts";
 import { type Fleet, startFleet } from "../helpers/fleet.ts";
 import { runCli } from "../helpers/run-cli.ts";
+import { eventually } from "../helpers/eventually.ts";
 
 /**
  * Scale to zero end to end: the real control plane with its scheduler and proxy (wrangler dev), a real
@@ -39,16 +40,6 @@ function send(port: number, host: string, path: string): Promise<Answer> {
   });
 }
 
-async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = await read();
-  while (!done(last)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 200));
-    last = await read();
-  }
-  return last;
-}
 
 /** Whether a process with this id exists (signal 0 checks without signalling). */
 function processExists(pid: number): boolean {
