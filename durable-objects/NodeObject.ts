@@ -71,6 +71,17 @@ export interface NodeLiveDetail {
 }
 
 const CONNECTABLE: readonly string[] = ["approved", "active"];
+/**
+ * An online node's last-seen time reaches the org's directory this often, not on every
+ * presence check: a thousand nodes would otherwise call the one org object every window.
+ * Going offline and coming back are reported at once, with the exact time.
+ */
+const SEEN_REPORT_INTERVAL_MS = 5 * 60_000;
+
+/** Nodes that connected together would check presence together, waking a thousand objects in one burst. */
+function presenceJitterMs(env: ObjectsEnv): number {
+  return Math.floor(Math.random() * heartbeatSeconds(env) * 500);
+}
 
 /** One per host: the agent's hibernatable WebSocket, presence, facts and the action outbox. */
 export class NodeObject extends DurableObject<ObjectsEnv> {
@@ -309,11 +320,11 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
       return;
     }
     const presence = this.presence();
-    if (presence.reported_seen !== lastSeen) {
+    if (presence.reported_seen === null || lastSeen - presence.reported_seen >= SEEN_REPORT_INTERVAL_MS) {
       this.sql.exec("UPDATE presence SET last_seen = ?, reported_seen = ?", lastSeen, lastSeen);
       await orgStub(this.env, identity.org).nodePresenceChanged(identity.node_id, true, lastSeen);
     }
-    await this.ctx.storage.setAlarm(lastSeen + window + 500);
+    await this.ctx.storage.setAlarm(lastSeen + window + 500 + presenceJitterMs(this.env));
   }
 
   // ---- internals ----
@@ -333,7 +344,7 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
     }
     this.sql.exec("UPDATE presence SET connected_at = ?, last_seen = ?, reported_seen = ?", now, now, now);
     const window = 3 * heartbeatSeconds(this.env) * 1000;
-    await this.ctx.storage.setAlarm(now + window + 500);
+    await this.ctx.storage.setAlarm(now + window + 500 + presenceJitterMs(this.env));
     // The org records the node as active and online, and returns its current settings.
     const current = await orgStub(this.env, identity.org).nodeConnected(identity.node_id, now);
     // Queued, not sent: the welcome goes first, then everything pending in order.
