@@ -1,5 +1,6 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { cpSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { Agent, request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -11,7 +12,10 @@ import { runCli } from "../test/helpers/run-cli.ts";
 /**
  * The edge proxy and tunnel under load (issue 6): `wrk` against the fixture app
  * directly, through nginx as a reverse proxy in front of it, and through Zectre's
- * proxy Worker, node object and agent tunnel, at 10 and 50 connections.
+ * proxy Worker, node object and agent tunnel, at 10 and 50 connections; then the
+ * same with the node marked direct (the proxy Worker fetches the task itself).
+ * One request at a time, the median of each path says what the proxy adds to
+ * a single request, which load figures on 2 shared cores cannot.
  */
 
 const run = promisify(execFile);
@@ -28,16 +32,30 @@ export interface ProxyBenchRun {
   direct: WrkFigures;
   nginx: WrkFigures;
   zectre: WrkFigures;
+  /** Through the proxy Worker to a node marked direct: no node object, no tunnel. */
+  zectreDirectNode: WrkFigures;
   /** Zectre's requests/s over the other's (1 = as fast). */
   zectreOverDirect: number;
   zectreOverNginx: number;
   /** Latency Zectre adds at the median, over the app alone. */
   addedP50Ms: number;
+  addedP50MsDirectNode: number;
+}
+
+/** Median milliseconds of one request at a time, on a keep-alive connection. */
+export interface SequentialFigures {
+  samples: number;
+  app: number;
+  nginx: number;
+  proxyHealthz: number;
+  tunnel: number;
+  directNode: number;
 }
 
 export interface ProxyBenchResult {
   seconds: number;
   runs: ProxyBenchRun[];
+  sequentialMs: SequentialFigures;
 }
 
 /** "1.23ms", "850.00us", "1.02s" → milliseconds. */
@@ -139,27 +157,82 @@ export async function runProxyBench(log: (line: string) => void): Promise<ProxyB
     const previewHost = `${deployment.id}.bench.default.localhost:${fleet.plane.proxyPort}`;
     const started = await startNginx(hostPort);
     nginx = started.child;
-    const runs: ProxyBenchRun[] = [];
+    const proxyUrl = `http://127.0.0.1:${fleet.plane.proxyPort}/`;
+    const loads = new Map<number, Omit<ProxyBenchRun, "zectreDirectNode" | "addedP50MsDirectNode">>();
     for (const connections of [10, 50]) {
-      log(`proxy: ${connections} connections, ${seconds} s each: direct, nginx, zectre`);
+      log(`proxy: ${connections} connections, ${seconds} s each: direct, nginx, zectre through the tunnel`);
       const direct = await wrk(`http://127.0.0.1:${hostPort}/`, connections, seconds);
       const viaNginx = await wrk(`http://127.0.0.1:${started.port}/`, connections, seconds);
-      const zectre = await wrk(`http://127.0.0.1:${fleet.plane.proxyPort}/`, connections, seconds, previewHost);
-      runs.push({
-        connections,
-        direct,
-        nginx: viaNginx,
-        zectre,
+      const zectre = await wrk(proxyUrl, connections, seconds, previewHost);
+      loads.set(connections, {
+        connections, direct, nginx: viaNginx, zectre,
         zectreOverDirect: ratio(zectre.requestsPerSecond, direct.requestsPerSecond),
         zectreOverNginx: ratio(zectre.requestsPerSecond, viaNginx.requestsPerSecond),
         addedP50Ms: round(zectre.p50Ms - direct.p50Ms),
       });
     }
-    return { seconds, runs };
+    const samples = Number(process.env.BENCH_PROXY_SEQUENTIAL ?? "50");
+    log(`proxy: ${samples} requests one at a time on each path`);
+    const sequential = {
+      samples,
+      app: await sequentialMedian(hostPort, undefined, "/", samples),
+      nginx: await sequentialMedian(started.port, undefined, "/", samples),
+      proxyHealthz: await sequentialMedian(fleet.plane.proxyPort, `localhost:${fleet.plane.proxyPort}`, "/healthz", samples),
+      tunnel: await sequentialMedian(fleet.plane.proxyPort, previewHost, "/", samples),
+    };
+    await markDirect(cli, fleet.plane.proxyPort, previewHost);
+    const runs: ProxyBenchRun[] = [];
+    for (const [connections, load] of loads) {
+      log(`proxy: ${connections} connections, ${seconds} s: zectre to a direct node`);
+      const zectreDirectNode = await wrk(proxyUrl, connections, seconds, previewHost);
+      runs.push({ ...load, zectreDirectNode, addedP50MsDirectNode: round(zectreDirectNode.p50Ms - load.direct.p50Ms) });
+    }
+    const sequentialMs = { ...sequential, directNode: await sequentialMedian(fleet.plane.proxyPort, previewHost, "/", samples) };
+    return { seconds, runs, sequentialMs };
   } finally {
     nginx?.kill("SIGTERM");
     await fleet.stop();
   }
+}
+
+/** One GET at a time over one keep-alive connection; the median, rounded to 0.01 ms. */
+async function sequentialMedian(port: number, host: string | undefined, path: string, samples: number): Promise<number> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < samples + 3; i++) {
+      const started = performance.now();
+      const status = await getOnce(agent, port, host, path);
+      if (status !== 200) throw new Error(`GET ${host ?? "127.0.0.1"}:${port}${path} answered ${status}`);
+      if (i >= 3) times.push(performance.now() - started);
+    }
+  } finally {
+    agent.destroy();
+  }
+  times.sort((a, b) => a - b);
+  return round(times[Math.floor(times.length / 2)] as number);
+}
+
+function getOnce(agent: Agent, port: number, host: string | undefined, path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: "127.0.0.1", port, path, agent, headers: host ? { host } : {} }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode ?? 0));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+/** Marks the bench node direct at 127.0.0.1 and waits until the proxy's 2-second cache of direct nodes has turned over. */
+async function markDirect(cli: (...args: string[]) => Promise<{ code: number; stderr: string }>, proxyPort: number, previewHost: string): Promise<void> {
+  const marked = await cli("node", "direct", "bench-proxy", "--address", "127.0.0.1");
+  if (marked.code !== 0) throw new Error(`node direct failed: ${marked.stderr}`);
+  await new Promise((r) => setTimeout(r, 2500));
+  const agent = new Agent({ keepAlive: false });
+  const status = await getOnce(agent, proxyPort, previewHost, "/");
+  agent.destroy();
+  if (status !== 200) throw new Error(`the preview URL answered ${status} once the node was direct`);
 }
 
 async function healthyPort(api: Awaited<ReturnType<typeof startFleet>>["api"], id: string): Promise<number> {

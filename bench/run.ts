@@ -35,8 +35,10 @@ if (ping) {
   lines.push("test.ping fan-out (submit to last return; per-target p50/p99)");
   for (const run of ping.runs) {
     const cp = run.controlPlane;
-    lines.push(`  ${cp.agents} agents: control plane ${cp.submitToLastReturnMs} ms (p50 ${cp.p50Ms}, p99 ${cp.p99Ms}; ${cp.returnsPerSecond} returns/s into one JobObject)`);
-    if (run.nats) lines.push(`             NATS request-reply ${run.nats.lastReplyMs} ms (p50 ${run.nats.p50Ms}, p99 ${run.nats.p99Ms}); ratio ${run.ratioLastReturn}x`);
+    const w = run.warm;
+    lines.push(`  ${cp.agents} agents, node objects idle: control plane ${cp.submitToLastReturnMs} ms (p50 ${cp.p50Ms}, p99 ${cp.p99Ms}; ${cp.returnsPerSecond} returns/s into one JobObject)`);
+    lines.push(`  ${w.agents} agents, again at once:   control plane ${w.submitToLastReturnMs} ms (p50 ${w.p50Ms}, p99 ${w.p99Ms}; ${w.returnsPerSecond} returns/s)`);
+    if (run.nats) lines.push(`             NATS request-reply ${run.nats.lastReplyMs} ms (p50 ${run.nats.p50Ms}, p99 ${run.nats.p99Ms}); ratio ${run.ratioLastReturn}x idle, ${run.ratioWarm}x again`);
   }
   if (ping.natsNote) lines.push(`  ${ping.natsNote}`);
 }
@@ -48,6 +50,16 @@ else if (proxy) {
       `${f.requestsPerSecond}/s ${f.p50Ms}/${f.p99Ms}${f.errors > 0 ? ` (${f.errors} errors)` : ""}`;
     lines.push(`  ${r.connections} connections: direct ${fig(r.direct)}; nginx ${fig(r.nginx)}; zectre ${fig(r.zectre)}`);
     lines.push(`    zectre/direct ${r.zectreOverDirect}x, zectre/nginx ${r.zectreOverNginx}x requests/s; added p50 ${r.addedP50Ms} ms`);
+    lines.push(`    to a direct node: ${fig(r.zectreDirectNode)}; added p50 ${r.addedP50MsDirectNode} ms`);
   }
+  const s = proxy.sequentialMs;
+  lines.push(
+    `  one request at a time (median of ${s.samples}, ms): app ${s.app}, nginx ${s.nginx}, proxy /healthz ${s.proxyHealthz}, through the tunnel ${s.tunnel}, to a direct node ${s.directNode}`,
+    `    added by the tunnel path ${round2(s.tunnel - s.app)} ms, by the direct-node path ${round2(s.directNode - s.app)} ms, by nginx ${round2(s.nginx - s.app)} ms`,
+  );
 }
 process.stdout.write(`${lines.join("\n")}\n`);
+
+function round2(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}
