@@ -134,15 +134,15 @@ describe("zectre node token", () => {
 });
 
 describe("zectre node list, show and facts", () => {
-  it("lists approved and active nodes with exactly the documented columns and relative times", async () => {
+  it("lists approved and active nodes with exactly the documented columns, relative times for offline ones and 'now' for online ones", async () => {
     const stdout = expectOk(await zectre("node", "list"));
     expect(lastRequest()).toEqual({ method: "GET", path: "/api/v1/nodes", query: {}, body: undefined });
     expect(lines(stdout)).toEqual([
       "NODE ID  OS      ARCH   ONLINE  LAST-SEEN",
-      "web-1    linux   x64    yes     12s ago",
+      "web-1    linux   x64    yes     now",
       "web-2    linux   arm64  no      5m ago",
       "db-1     linux   x64    no      3h ago",
-      "mac-1    darwin  arm64  yes     2d ago",
+      "mac-1    darwin  arm64  yes     now",
     ]);
   });
 

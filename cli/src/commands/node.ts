@@ -56,7 +56,7 @@ const list = defineCommand({
     const now = Date.now();
     ctx.out.result(result, (c) => {
       if (result.nodes.length === 0) return state === undefined && target === undefined ? "No approved or active nodes." : "No nodes match.";
-      const rows = result.nodes.map((node) => [node.id, node.os ?? "-", node.arch ?? "-", node.online ? "yes" : "no", formatAgo(node.lastSeen, "-", now)]);
+      const rows = result.nodes.map((node) => [node.id, node.os ?? "-", node.arch ?? "-", node.online ? "yes" : "no", lastSeenCell(node, now)]);
       // The DIRECT column only appears once some node is direct, so most fleets keep the narrow table.
       if (!result.nodes.some((node) => node.directAddress)) return table(["NODE ID", "OS", "ARCH", "ONLINE", "LAST-SEEN"], rows, c);
       const withDirect = rows.map((row, i) => [...row, result.nodes[i]?.directAddress ?? "-"]);
@@ -181,3 +181,11 @@ const direct = defineCommand({
 });
 
 export const nodeCommands: readonly Entry[] = [group, list, show, facts, label, direct];
+
+/**
+ * An online node has been seen within its last presence window (three heartbeats), while the
+ * directory refreshes an online node's last-seen time only every few minutes: "now" is the truer cell.
+ */
+function lastSeenCell(node: { online: boolean; lastSeen: string | null }, now: number): string {
+  return node.online ? "now" : formatAgo(node.lastSeen, "-", now);
+}
