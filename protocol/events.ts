@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { JsonObject } from "./json.ts";
+import { DEPLOY_EVENT_TYPES } from "./webhooks.ts";
 
 /**
  * The org event stream (`GET /api/v1/events`, a WebSocket) and the audit log
@@ -12,14 +13,7 @@ export const ORG_EVENT_TYPES = [
   "job.created",
   "job.return",
   "job.finished",
-  "deploy.created",
-  "deploy.healthy",
-  "deploy.failed",
-  "deploy.promoted",
-  "deploy.rolled_back",
-  "deploy.scaled",
-  "deploy.idle",
-  "deploy.woken",
+  ...DEPLOY_EVENT_TYPES,
   "task.state",
 ] as const;
 export type OrgEventType = (typeof ORG_EVENT_TYPES)[number];

@@ -8,13 +8,8 @@ import { toBase64Url } from "./base64url.ts";
 
 // ---- events ----
 
-/**
- * Every event type that is published. A subscription pattern must match at least one,
- * so a typo such as `jobs.*` is refused instead of silently never firing.
- * New events are added here when something starts publishing them.
- */
-export const EVENT_TYPES = [
-  "job.finished",
+/** What an app's deployments publish: to webhooks and to the org event stream alike. */
+export const DEPLOY_EVENT_TYPES = [
   "deploy.created",
   "deploy.healthy",
   "deploy.failed",
@@ -23,8 +18,14 @@ export const EVENT_TYPES = [
   "deploy.scaled",
   "deploy.idle",
   "deploy.woken",
-  "webhook.test",
 ] as const;
+
+/**
+ * Every event type that is published. A subscription pattern must match at least one,
+ * so a typo such as `jobs.*` is refused instead of silently never firing.
+ * New events are added here when something starts publishing them.
+ */
+export const EVENT_TYPES = ["job.finished", ...DEPLOY_EVENT_TYPES, "webhook.test"] as const;
 
 /** Dotted lowercase names: `job.finished`, `deploy.rolled_back`. */
 export const EVENT_TYPE_PATTERN = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$/;
