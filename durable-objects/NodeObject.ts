@@ -264,6 +264,7 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
         this.outbox.ack(message.ids);
         return;
       case "return":
+        if (message.acks) this.outbox.ack(message.acks);
         await this.routeReturn(ws, identity.org, identity.node_id, message);
         return;
       case "job.report":

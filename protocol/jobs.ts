@@ -191,6 +191,8 @@ export const ReturnMessage = z
     jid: Jid,
     epoch: z.number().int().min(1),
     return: ReturnBodySchema,
+    /** Actions this frame also acks: a fast job's ack rides on its return, one frame instead of two. */
+    acks: z.array(z.string().min(1).max(128)).min(1).max(1000).optional(),
   })
   .strict();
 

@@ -27,6 +27,7 @@ import { messageOf } from "./state/files.ts";
 import type { DedupLedger } from "./state/ledger.ts";
 import type { LogOutbox } from "./state/log-outbox.ts";
 import type { Outbox, OutboxMessage } from "./state/outbox.ts";
+import { PendingAcks } from "./pending-acks.ts";
 import type { SettingsStore } from "./state/settings.ts";
 import { agentVersion } from "./version.ts";
 
@@ -86,6 +87,8 @@ export interface AgentConnectionOptions {
   readonly actions?: ActionHandlers;
   /** Fault injection for tests: every outbox message (returns, reports) is sent twice. */
   readonly duplicateSends?: boolean;
+  /** How long an action's ack waits for a return to ride on (default 50 ms; 0 sends each ack at once). */
+  readonly ackHoldMs?: number;
 }
 
 /** Why `run()` ended: stopped on request, or the control plane refused the node for good. */
@@ -120,6 +123,8 @@ const DEFAULT_WELCOME_TIMEOUT_MS = 15_000;
 const SILENCE_FACTOR = 3;
 /** How long a clean close may take before the socket is dropped. */
 const CLOSE_GRACE_MS = 2_000;
+/** Long enough for test.ping and friends to finish, short next to the job's 5 s re-send. */
+export const DEFAULT_ACK_HOLD_MS = 50;
 
 const ChallengeResponse = z.object({ nonce: z.string().min(1), expiresAt: z.string() });
 const RefusedState = z.object({ state: z.enum(["pending", "rejected", "revoked"]) });
@@ -144,6 +149,7 @@ export class AgentConnection extends EventEmitter<ConnectionEvents> {
   #lastFactsSent: string | undefined;
   /** Actions are handled one at a time, in arrival order, so a resend always finds its original recorded. */
   #actionChain: Promise<void> = Promise.resolve();
+  readonly #pendingAcks: PendingAcks;
 
   constructor(options: AgentConnectionOptions) {
     super();
@@ -151,6 +157,9 @@ export class AgentConnection extends EventEmitter<ConnectionEvents> {
     this.#log = options.logger;
     this.#backoff = new Backoff(options.backoff);
     this.#createWebSocket = options.createWebSocket ?? ((url, clientOptions) => new WebSocket(url, clientOptions));
+    this.#pendingAcks = new PendingAcks(options.ackHoldMs ?? DEFAULT_ACK_HOLD_MS, (socket, ids) => {
+      if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "ack", v: WIRE_VERSION, ids }));
+    });
     this.handle("settings.update", (action) => this.#applySettings(action));
     for (const [kind, handler] of Object.entries(options.actions ?? {})) this.#handlers.set(kind, handler as ActionHandler);
   }
@@ -379,6 +388,7 @@ export class AgentConnection extends EventEmitter<ConnectionEvents> {
       clearInterval(pingTimer);
       clearTimeout(silenceTimer);
       if (this.#socket === socket) this.#socket = undefined;
+      this.#pendingAcks.drop(socket);
       this.#welcomed = false;
       const reason = oneLine(reasonBuffer.toString("utf8"));
       if (openedAt !== undefined) {
@@ -471,9 +481,7 @@ export class AgentConnection extends EventEmitter<ConnectionEvents> {
     const { id, sentAt } = message;
     const kind = kindOf(message.action);
     const report = (outcome: ActionOutcome) => this.emit("action", { id, kind, outcome });
-    const ack = () => {
-      if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "ack", v: WIRE_VERSION, ids: [id] }));
-    };
+    const ack = () => this.#pendingAcks.add(socket, id);
 
     if (this.#options.appliedActions.seen(id, 0)) {
       this.#log.info("action already applied; acking again", { id, kind });
@@ -537,9 +545,12 @@ export class AgentConnection extends EventEmitter<ConnectionEvents> {
     this.emit("facts-sent", facts);
   }
 
-  #sendOutboxMessage(message: object): void {
-    this.#sendJson(message);
-    if (this.#options.duplicateSends) this.#sendJson(message);
+  /** A return takes the acks waiting on this socket along. */
+  #sendOutboxMessage(message: OutboxMessage): void {
+    const acks = message.type === "return" ? this.#pendingAcks.take(this.#socket) : undefined;
+    const frame = acks ? { ...message, acks } : message;
+    this.#sendJson(frame);
+    if (this.#options.duplicateSends) this.#sendJson(frame);
   }
 
   #sendJson(message: object): void {

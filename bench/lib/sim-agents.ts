@@ -80,17 +80,23 @@ export async function challengeAndConnect(apiUrl: string, org: string, agent: Si
 
 let returnCounter = 0;
 
-/** Acks every action; answers a `job.dispatch` with a successful return at once, like `test.ping`. */
+/**
+ * Acks every action; answers a `job.dispatch` with a successful return at once, like `test.ping`.
+ * Like the real agent (agent/src/pending-acks.ts), a dispatch's ack rides on its return.
+ */
 export function answerPings(ws: WebSocket): void {
   ws.on("message", (data) => {
     const message = JSON.parse(String(data)) as { type: string; id?: string; action?: { kind: string; jid?: string; epoch?: number } };
     if (message.type !== "action" || !message.id || !message.action) return;
-    ws.send(JSON.stringify({ type: "ack", v: 1, ids: [message.id] }));
-    if (message.action.kind !== "job.dispatch") return;
+    if (message.action.kind !== "job.dispatch") {
+      ws.send(JSON.stringify({ type: "ack", v: 1, ids: [message.id] }));
+      return;
+    }
     ws.send(
       JSON.stringify({
         type: "return", v: 1, id: `sim-ret-${++returnCounter}`, jid: message.action.jid, epoch: message.action.epoch,
         return: { success: true, retcode: 0, result: true, error: null, durationMs: 0, startedAt: null },
+        acks: [message.id],
       }),
     );
   });

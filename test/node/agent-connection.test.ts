@@ -64,8 +64,7 @@ function startAgent(options: { state?: EnrollmentState; on?: FakeControlPlane; c
 }
 
 const welcomes = (h: Harness, n = 1) => until(() => (h.events.welcome?.length ?? 0) >= n, `${n} welcome(s)`);
-const acksFor = (session: AgentSession, id: string) =>
-  plane.messages(session, "ack").filter((ack) => Array.isArray(ack.ids) && ack.ids.includes(id)).length;
+const acksFor = (session: AgentSession, id: string) => plane.ackCount(session, id);
 
 describe("AgentConnection", () => {
   it("connects with a signature over a fresh nonce, gets a welcome and sends valid facts", async () => {

@@ -31,7 +31,7 @@ interface Agent {
 }
 
 /** An agent in-process (connection + runner over one data dir), as `zectre-agent run` wires it. */
-function startAgent(dir: string, key: NodeKey): Agent {
+function startAgent(dir: string, key: NodeKey, options: { ackHoldMs?: number } = {}): Agent {
   const state = openAgentState(dataDirPaths(dir));
   const logger = new Logger({ sink: () => {} });
   const connection = new AgentConnection({
@@ -43,6 +43,7 @@ function startAgent(dir: string, key: NodeKey): Agent {
     facts: () => FIXED_FACTS,
     logger,
     backoff: { baseMs: 5, capMs: 20 },
+    ...options,
   });
   const runner = new JobRunner({
     ledger: state.ledger,
@@ -80,9 +81,15 @@ function agentDir(): { dir: string; key: NodeKey } {
   return { dir, key };
 }
 
-const acksOf = (session: AgentSession, id: string) =>
-  plane.messages(session, "ack").filter((ack) => Array.isArray(ack.ids) && ack.ids.includes(id)).length;
+const acksOf = (session: AgentSession, id: string) => plane.ackCount(session, id);
 const returnsIn = (session: AgentSession) => plane.messages(session, "return");
+/** Where the ack of `id` first arrived: an `ack` message, or a return carrying it. */
+const ackPosition = (session: AgentSession, id: string) =>
+  session.received.findIndex((m) => {
+    const message = m as { type?: string; ids?: unknown; acks?: unknown };
+    const ids = message.type === "ack" ? message.ids : message.type === "return" ? message.acks : undefined;
+    return Array.isArray(ids) && ids.includes(id);
+  });
 
 describe("jobs over the agent connection", () => {
   it("acks a dispatch on accept, sends the return through the outbox, and runs a repeat only for a higher epoch", async () => {
@@ -96,9 +103,9 @@ describe("jobs over the agent connection", () => {
     plane.sendAction(session, "a1", dispatch);
     const sent = await until(() => returnsIn(session)[0], "the return");
     expect(acksOf(session, "a1")).toBe(1);
-    // The action was acked on accept, before the return left.
-    const ackIndex = session.received.findIndex((m) => (m as { type?: string }).type === "ack");
-    expect(ackIndex).toBeLessThan(session.received.indexOf(sent));
+    // Acked once, no later than the return: on its own, or riding on the return.
+    expect(ackPosition(session, "a1")).toBeGreaterThanOrEqual(0);
+    expect(ackPosition(session, "a1")).toBeLessThanOrEqual(session.received.indexOf(sent));
     const parsed = ReturnMessage.parse(sent);
     expect(parsed).toMatchObject({ type: "return", v: 1, id: `return.${dispatch.jid}.1`, jid: dispatch.jid, epoch: 1 });
     expect(parsed.return).toMatchObject({ success: true, retcode: 0, result: { stdout: "done\n", stderr: "", retcode: 0 }, error: null });
@@ -119,6 +126,30 @@ describe("jobs over the agent connection", () => {
       [dispatch.jid, 2],
     ]);
     expect(readFileSync(counter, "utf8")).toBe("run\nrun\n");
+  });
+
+  it("lets a fast job's return carry its dispatch's ack (one frame), and acks a slow one on its own first", async () => {
+    const { dir, key } = agentDir();
+    // A hold far longer than test.ping takes, so the ping's return is sure to leave inside it.
+    const patient = startAgent(dir, key, { ackHoldMs: 5_000 });
+    await until(() => patient.welcomes === 1, "the welcome");
+    const session = plane.session();
+    const ping = dispatchOf("test.ping");
+    plane.sendAction(session, "p1", ping);
+    const pingReturn = await until(() => returnsIn(session)[0], "the ping's return");
+    expect(ReturnMessage.parse(pingReturn).acks).toEqual(["p1"]);
+    expect(plane.messages(session, "ack").filter((m) => (m.ids as string[]).includes("p1"))).toEqual([]);
+    await patient.shutdown();
+
+    const quick = startAgent(dir, key, { ackHoldMs: 20 });
+    await until(() => quick.welcomes === 1, "the second welcome");
+    const again = plane.session();
+    const nap = dispatchOf("test.sleep", { seconds: 0.5 });
+    plane.sendAction(again, "s1", nap);
+    const napReturn = await until(() => returnsIn(again)[0], "the sleep's return");
+    expect(ackPosition(again, "s1")).toBeLessThan(again.received.indexOf(napReturn));
+    expect(plane.messages(again, "ack").some((m) => (m.ids as string[]).includes("s1"))).toBe(true);
+    expect("acks" in (napReturn as object)).toBe(false);
   });
 
   it("cancels a running job by action, and acks a cancel for a job it does not know", async () => {

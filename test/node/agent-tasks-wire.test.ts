@@ -79,8 +79,7 @@ function startAgent(): Agent {
 const statusesIn = (session: AgentSession) => plane.messages(session, "task.status").map((m) => TaskStatusMessage.parse(m));
 const logsIn = (session: AgentSession) => plane.messages(session, "task.logs").map((m) => TaskLogsMessage.parse(m));
 const inventoriesIn = (session: AgentSession) => plane.messages(session, "task.inventory").map((m) => TaskInventoryMessage.parse(m));
-const acksOf = (session: AgentSession, id: string) =>
-  plane.messages(session, "ack").filter((ack) => Array.isArray(ack.ids) && ack.ids.includes(id)).length;
+const acksOf = (session: AgentSession, id: string) => plane.ackCount(session, id);
 const indexOf = (session: AgentSession, predicate: (message: Record<string, unknown>) => boolean) =>
   session.received.findIndex((m) => typeof m === "object" && m !== null && predicate(m as Record<string, unknown>));
 

@@ -139,7 +139,7 @@ export class JobRunner extends EventEmitter<JobRunnerEvents> {
     // Durable before anything runs: after a crash, a resend of this dispatch is dropped, not run twice.
     this.#options.ledger.record(jid, epoch);
     const execution = this.#track(dispatch);
-    // Started on the next turn, so the action's ack leaves before a fast job's return.
+    // Started on the next turn, so the action's ack is queued first and a fast job's return carries it.
     execution.done = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#execute(execution));
     return "started";
   }

@@ -119,6 +119,12 @@ export class FakeControlPlane {
     session.socket.send(JSON.stringify({ type: "ack", v: 1, ids }));
   }
 
+  /** How often the agent acked action `id`: in `ack` messages, and on returns that carry acks. */
+  ackCount(session: AgentSession, id: string): number {
+    const carriers = [...this.messages(session, "ack").map((m) => m.ids), ...this.messages(session, "return").map((m) => m.acks)];
+    return carriers.filter((ids) => Array.isArray(ids) && ids.includes(id)).length;
+  }
+
   /** Messages of one type the session received, e.g. every `ack`. */
   messages(session: AgentSession, type: string): Record<string, unknown>[] {
     return session.received.filter((message): message is Record<string, unknown> => isRecord(message) && message.type === type);
