@@ -53,6 +53,8 @@ export class JobObject extends DurableObject<ObjectsEnv> {
   private readonly events: EventLog;
   private readonly watchers = new SseHub();
   private readonly orgEvents: OrgEventBuffer;
+  /** The job row, read once per instance: every return needs it, and only writeJob changes it. */
+  private cachedJob: { row: JobRow | undefined } | null = null;
 
   constructor(ctx: DurableObjectState, env: ObjectsEnv) {
     super(ctx, env);
@@ -66,8 +68,8 @@ export class JobObject extends DurableObject<ObjectsEnv> {
   async start(spec: JobSpec): Promise<Result<{ status: JobStatus }>> {
     if (this.job()) return failure("conflict", `job ${spec.jid} already exists`);
     const now = Date.now();
-    this.sql.exec(
-      `INSERT INTO job (id, jid, org, function, args, target, timeout, test, metadata, status, user, created_at, updated_at)
+    this.writeJob(
+`INSERT INTO job (id, jid, org, function, args, target, timeout, test, metadata, status, user, created_at, updated_at)
        VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, 'claimed', ?, ?, ?)`,
       spec.jid, spec.org, spec.function, JSON.stringify(spec.args), spec.target, spec.timeout, spec.test ? 1 : 0,
       JSON.stringify(spec.metadata), spec.user, now, now,
@@ -93,8 +95,8 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     const now = Date.now();
     const stored: JobReturn = { ...report.ret, synthetic: false };
     const status = finalStatus("all_returned", countsOf([{ ret: JSON.stringify(stored) } as TargetRow]));
-    this.sql.exec(
-      `INSERT INTO job (id, jid, org, function, args, target, timeout, test, metadata, status, user, created_at, updated_at, finished_at, resend_done, grace_done)
+    this.writeJob(
+`INSERT INTO job (id, jid, org, function, args, target, timeout, test, metadata, status, user, created_at, updated_at, finished_at, resend_done, grace_done)
        VALUES (1, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?, ?, 1, 1)`,
       report.jid, report.org, report.function, JSON.stringify(report.args), `L@${report.nodeId}`,
       JSON.stringify({ ...report.metadata, source: "schedule" }), status, `node:${report.nodeId}`, now, now, now,
@@ -127,17 +129,22 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     this.emit("target.acked", nodeId, {});
   }
 
-  /** First real return per node wins; a real return replaces a synthetic `unreachable` one. */
+  /**
+   * First real return per node wins; a real return replaces a synthetic `unreachable` one.
+   * On the hot path: one conditional update and the event, no read of the target first.
+   */
   async recordReturn(nodeId: string, ret: Omit<JobReturn, "synthetic">): Promise<ReturnOutcome> {
     const job = this.job();
     if (!job) return "unknown_job";
-    const row = this.target(nodeId);
-    if (!row) return "not_a_target";
-    const existing = row.ret === null ? null : (JSON.parse(row.ret) as JobReturn);
-    if (existing && !existing.synthetic) return "duplicate";
     const stored: JobReturn = { ...ret, synthetic: false };
-    this.sql.exec("UPDATE targets SET state = 'returned', returned_at = ?, ret = ? WHERE node_id = ?", Date.now(), JSON.stringify(stored), nodeId);
-    this.touch();
+    const updated = this.sql
+      .exec(
+        `UPDATE targets SET state = 'returned', returned_at = ?, ret = ?
+         WHERE node_id = ? AND (ret IS NULL OR json_extract(ret, '$.synthetic') = 1) RETURNING node_id`,
+        Date.now(), JSON.stringify(stored), nodeId,
+      )
+      .toArray().length;
+    if (updated === 0) return this.target(nodeId) ? "duplicate" : "not_a_target";
     this.emit("target.returned", nodeId, { return: stored as unknown as JsonObject }, job);
     await this.finishIfAllReturned(job);
     return "stored";
@@ -165,12 +172,15 @@ export class JobObject extends DurableObject<ObjectsEnv> {
 
   /** Re-send, unreachable grace, deadline, and finally retention: idempotent, so running twice is harmless. */
   override async alarm(): Promise<void> {
+    // Rare, and ruled by stored times: read the row afresh rather than trust this instance's copy.
+    this.cachedJob = null;
     const job = this.job();
     if (!job) return;
     const now = Date.now();
     if (!ACTIVE_STATUSES.includes(job.status as JobStatus)) {
       if (job.finished_at !== null && now >= job.finished_at + retentionMs(this.env)) {
         await this.ctx.storage.deleteAll();
+        this.cachedJob = null;
         // deleteAll drops the tables too; the instance may still answer, as an empty job.
         applyMigrations(this.sql, JOB_MIGRATIONS);
       }
@@ -231,7 +241,7 @@ export class JobObject extends DurableObject<ObjectsEnv> {
         this.emit("target.resent", t.node_id, {});
       }),
     );
-    this.sql.exec("UPDATE job SET resend_done = 1");
+    this.writeJob("UPDATE job SET resend_done = 1");
   }
 
   /** Asks the targets' node objects whether their agents acked the dispatch, and records those that did. */
@@ -256,8 +266,7 @@ export class JobObject extends DurableObject<ObjectsEnv> {
       this.sql.exec("UPDATE targets SET state = 'returned', returned_at = ?, ret = ? WHERE node_id = ?", now, JSON.stringify(ret), t.node_id);
       this.emit("target.unreachable", t.node_id, { return: ret as unknown as JsonObject });
     }
-    this.sql.exec("UPDATE job SET grace_done = 1");
-    this.touch();
+    this.writeJob("UPDATE job SET grace_done = 1");
     await this.finishIfAllReturned();
   }
 
@@ -276,7 +285,7 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     const counts = countsOf(targets);
     const status = finalStatus(reason, counts);
     const now = Date.now();
-    this.sql.exec("UPDATE job SET status = ?, finished_at = ?, updated_at = ?", status, now, now);
+    this.writeJob("UPDATE job SET status = ?, finished_at = ?, updated_at = ?", status, now, now);
     this.emit("job.finished", null, { status, counts: counts as unknown as JsonObject });
     await this.ctx.storage.setAlarm(now + retentionMs(this.env));
     this.watchers.closeAll();
@@ -306,15 +315,17 @@ export class JobObject extends DurableObject<ObjectsEnv> {
   }
 
   private setStatus(status: JobStatus): void {
-    this.sql.exec("UPDATE job SET status = ?, updated_at = ? WHERE status IN ('claimed', 'running')", status, Date.now());
-  }
-
-  private touch(): void {
-    this.sql.exec("UPDATE job SET updated_at = ?", Date.now());
+    this.writeJob("UPDATE job SET status = ?, updated_at = ? WHERE status IN ('claimed', 'running')", status, Date.now());
   }
 
   private job(): JobRow | undefined {
-    return this.sql.exec<JobRow>("SELECT * FROM job").toArray()[0];
+    this.cachedJob ??= { row: this.sql.exec<JobRow>("SELECT * FROM job").toArray()[0] };
+    return this.cachedJob.row;
+  }
+
+  private writeJob(query: string, ...bindings: SqlStorageValue[]): void {
+    this.sql.exec(query, ...bindings);
+    this.cachedJob = null;
   }
 
   private targets(): TargetRow[] {

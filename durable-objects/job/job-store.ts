@@ -112,6 +112,13 @@ export function countsOf(targets: readonly TargetRow[]): JobCounts {
   return counts;
 }
 
+/** Returns do not rewrite the job row (one write fewer per target): the latest one counts as its update. */
+function lastChange(job: JobRow, targets: readonly TargetRow[]): number {
+  let latest = job.updated_at;
+  for (const row of targets) if (row.returned_at !== null && row.returned_at > latest) latest = row.returned_at;
+  return latest;
+}
+
 export function toRecord(job: JobRow, targets: readonly TargetRow[]): JobRecord {
   return {
     jid: job.jid,
@@ -120,7 +127,7 @@ export function toRecord(job: JobRow, targets: readonly TargetRow[]): JobRecord 
     status: job.status as JobStatus,
     user: job.user,
     createdAt: new Date(job.created_at).toISOString(),
-    updatedAt: new Date(job.updated_at).toISOString(),
+    updatedAt: new Date(lastChange(job, targets)).toISOString(),
     counts: countsOf(targets),
     args: JSON.parse(job.args) as JsonObject,
     timeout: job.timeout,

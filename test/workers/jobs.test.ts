@@ -93,6 +93,25 @@ describe("jobs: dispatch and returns", () => {
     expect(job.targets[0]?.return).toMatchObject({ success: false, result: { retcode: 1 } });
   });
 
+  it("takes a dispatch's ack riding on its return: the target is acked and the action leaves the node's outbox", async () => {
+    const { name, adminToken } = await createOrg("jobs-ride");
+    const a = await onlineAgent(adminToken, name, "r-1");
+    const created = await submit(adminToken, { targets: ["r-1"], function: "test.ping" });
+    const dispatch = await waitForAction(a.socket, "job.dispatch", created.body.jid);
+    const from = a.socket.messages.length;
+    a.socket.send({
+      type: "return", v: 1, id: "ret-ride", jid: created.body.jid, epoch: 1, acks: [dispatch.id],
+      return: { success: true, retcode: 0, result: true, error: null, durationMs: 1, startedAt: null },
+    });
+    expect(await a.socket.next("ack", from)).toMatchObject({ ids: ["ret-ride"] });
+    const job = await getJob(adminToken, created.body.jid);
+    expect(job.status).toBe("complete");
+    const node = env.NODE.get(env.NODE.idFromName(`${name}/r-1`));
+    const pending = await runInDurableObject(node, (_i, state) => state.storage.sql.exec("SELECT id FROM outbox WHERE kind = 'job.dispatch'").toArray());
+    expect(pending).toEqual([]);
+    expect(await node.isAcked(dispatch.id)).toBe(true);
+  });
+
   it("takes a return's node from the socket: foreign returns are dropped", async () => {
     const { name, adminToken } = await createOrg("jobs-ident");
     const a = await onlineAgent(adminToken, name, "i-1");
@@ -222,6 +241,23 @@ describe("jobs: API errors, tenancy and the live stream", () => {
     expect((await call("GET", "/api/v1/jobs/not-a-jid", { token: adminToken })).status).toBe(404);
     const reader = await call<{ token: string }>("POST", "/api/v1/tokens", { token: adminToken, body: { name: "r", scope: "read" } });
     expect((await submit(reader.body.token, { target: "*", function: "test.ping" })).status).toBe(403);
+  });
+
+  it("resolves targets in the org object by id, label and facts, over approved and active nodes only", async () => {
+    const { name, adminToken } = await createOrg("jobs-resolve");
+    for (const id of ["g-1", "g-2", "g-3"]) await onlineAgent(adminToken, name, id);
+    const labelled = await call("PATCH", "/api/v1/nodes/g-2/labels", { token: adminToken, body: { labels: { role: "db" } } });
+    expect(labelled.status).toBe(200);
+    const byLabel = await submit(adminToken, { target: "G@labels.role:db or L@g-3", function: "test.ping" });
+    expect(byLabel.status).toBe(202);
+    expect(byLabel.body.targets).toEqual(["g-2", "g-3"]);
+    const byFacts = await submit(adminToken, { target: "G@os:linux and not g-1", function: "test.ping" });
+    expect(byFacts.body.targets).toEqual(["g-2", "g-3"]);
+    const listed = await submit(adminToken, { targets: ["g-3", "g-1", "nope"], function: "test.ping" });
+    expect(listed.body.targets).toEqual(["g-1", "g-3"]);
+    const revoked = await call("POST", "/api/v1/nodes/g-1/revoke", { token: adminToken });
+    expect(revoked.status).toBe(200);
+    expect((await submit(adminToken, { target: "g-*", function: "test.ping" })).body.targets).toEqual(["g-2", "g-3"]);
   });
 
   it("hides another org's jobs", async () => {
