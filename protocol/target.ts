@@ -58,6 +58,21 @@ export interface TargetCandidate {
   grains: Record<string, unknown>;
 }
 
+/**
+ * A candidate whose grains are built on first use: most targets name ids, and building
+ * a thousand nodes' grains costs more than matching them.
+ */
+export function lazyCandidate(id: string, grainsOf: () => Record<string, unknown>): TargetCandidate {
+  let grains: Record<string, unknown> | undefined;
+  return {
+    id,
+    get grains() {
+      grains ??= grainsOf();
+      return grains;
+    },
+  };
+}
+
 // ---- tokens ----
 
 type TokenKind = "(" | ")" | "and" | "or" | "not" | "term";

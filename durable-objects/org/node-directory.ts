@@ -1,4 +1,5 @@
 import type { EnrollmentState, Facts, Labels, NodeSummary } from "../../protocol/nodes.ts";
+import { buildGrains, lazyCandidate, matchTarget, type TargetExpr } from "../../protocol/target.ts";
 import { iso } from "./secrets.ts";
 
 /**
@@ -88,6 +89,19 @@ export class NodeDirectory {
       now,
       node.tokenId,
     );
+  }
+
+  /** Ids of nodes in `states` that `expr` matches, in id order; facts and labels are parsed only if the expression needs them. */
+  matching(expr: TargetExpr, states: readonly EnrollmentState[]): string[] {
+    const rows = this.sql
+      .exec<Pick<NodeRow, "id" | "labels" | "facts">>(
+        `SELECT id, labels, facts FROM nodes WHERE state IN (${states.map(() => "?").join(",")}) ORDER BY id`,
+        ...states,
+      )
+      .toArray();
+    const grainsOf = (row: (typeof rows)[number]) => () =>
+      buildGrains(row.facts === null ? null : (JSON.parse(row.facts) as Facts), JSON.parse(row.labels) as Labels);
+    return rows.filter((row) => matchTarget(expr, lazyCandidate(row.id, grainsOf(row)))).map((row) => row.id);
   }
 
   list(states: readonly EnrollmentState[] | null): DirectoryEntry[] {

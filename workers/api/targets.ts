@@ -1,5 +1,5 @@
 import type { DirectoryEntry } from "../../durable-objects/org/node-directory.ts";
-import { buildGrains, matchTarget, parseTarget, type TargetExpr, TargetParseError } from "../../protocol/target.ts";
+import { buildGrains, lazyCandidate, matchTarget, parseTarget, type TargetExpr, TargetParseError } from "../../protocol/target.ts";
 import { ApiError } from "./errors.ts";
 
 export function parseTargetOrThrow(text: string): TargetExpr {
@@ -14,7 +14,7 @@ export function parseTargetOrThrow(text: string): TargetExpr {
   }
 }
 
-/** Target resolution over the org's node directory (the entries carry facts and labels). */
+/** Target resolution over directory entries (they carry facts and labels), for previews that show the nodes. */
 export function matchEntries(expr: TargetExpr, entries: readonly DirectoryEntry[]): DirectoryEntry[] {
-  return entries.filter((e) => matchTarget(expr, { id: e.summary.id, grains: buildGrains(e.facts, e.summary.labels) }));
+  return entries.filter((e) => matchTarget(expr, lazyCandidate(e.summary.id, () => buildGrains(e.facts, e.summary.labels))));
 }

@@ -5,20 +5,17 @@ import { actorOf, authenticate, requireScope } from "../auth.ts";
 import { limitBody, readJson } from "../body.ts";
 import type { ApiContext, ApiEnv } from "../env.ts";
 import { ApiError, unwrap } from "../errors.ts";
-import { matchEntries, parseTargetOrThrow } from "../targets.ts";
+import { parseTargetOrThrow } from "../targets.ts";
 
 /** Jobs may carry file contents for file.write. */
 const JOB_BODY_LIMIT = 256 * 1024;
 const LIST_LIMIT_MAX = 500;
 
+/** The expression is checked here (a bad one is a 400), then resolved in the org object over its node directory. */
 async function resolveTargets(env: ApiEnv, org: string, body: CreateJobBody): Promise<{ expression: string; ids: string[] }> {
-  const entries = await orgStub(env, org).nodeEntries(["approved", "active"]);
-  if (body.targets) {
-    const wanted = new Set(body.targets);
-    return { expression: `L@${body.targets.join(",")}`, ids: entries.filter((e) => wanted.has(e.summary.id)).map((e) => e.summary.id) };
-  }
-  const expression = body.target as string;
-  return { expression, ids: matchEntries(parseTargetOrThrow(expression), entries).map((e) => e.summary.id) };
+  const expression = body.targets ? `L@${body.targets.join(",")}` : (body.target as string);
+  parseTargetOrThrow(expression);
+  return { expression, ids: await orgStub(env, org).resolveTargets(expression) };
 }
 
 function jidParam(raw: string): string {
