@@ -14,6 +14,7 @@ import { type ObjectsEnv, nodeStub, orgStub } from "./env.ts";
 import { countsOf, EventLog, JOB_MIGRATIONS, type JobRow, type TargetRow, toRecord } from "./job/job-store.ts";
 import { RESEND_AFTER_MS, retentionMs, UNREACHABLE_AFTER_MS } from "./job/timing.ts";
 import { OrgEventBuffer } from "./org-events.ts";
+import { mapPool } from "../lib/map-pool.ts";
 import { applyMigrations } from "./sql-migrations.ts";
 import { sseFrame, SseHub } from "./sse-hub.ts";
 import { publishEvent } from "./webhook/publish.ts";
@@ -43,8 +44,8 @@ export interface ReportSpec {
 
 export type ReturnOutcome = "stored" | "duplicate" | "not_a_target" | "unknown_job";
 
-/** Dispatch fan-out calls this many node objects at once. */
-const DISPATCH_BATCH = 50;
+/** Fan-out to node objects keeps this many calls in flight. */
+const NODE_CALLS_IN_FLIGHT = 50;
 const EPOCH = 1;
 
 /** One per job: the record, per-target state and returns, the event log, the deadline alarm and live watchers. */
@@ -221,15 +222,11 @@ export class JobObject extends DurableObject<ObjectsEnv> {
   private async dispatchTo(spec: Pick<JobSpec, "org" | "jid" | "function" | "args" | "timeout" | "test">, targets: readonly string[]): Promise<void> {
     const action = { kind: "job.dispatch" as const, jid: spec.jid, epoch: EPOCH, function: spec.function, args: spec.args, timeout: spec.timeout, test: spec.test };
     const job = this.job();
-    for (let i = 0; i < targets.length; i += DISPATCH_BATCH) {
-      const batch = targets.slice(i, i + DISPATCH_BATCH);
-      const results = await Promise.all(batch.map((nodeId) => nodeStub(this.env, spec.org, nodeId).dispatch(action)));
-      batch.forEach((nodeId, k) => {
-        const sent = results[k] as { online: boolean; actionId: string };
-        this.sql.exec("UPDATE targets SET online_at_dispatch = ?, action_id = ? WHERE node_id = ?", sent.online ? 1 : 0, sent.actionId, nodeId);
-        this.emit("target.dispatched", nodeId, { online: sent.online }, job);
-      });
-    }
+    await mapPool(targets, NODE_CALLS_IN_FLIGHT, async (nodeId) => {
+      const sent = await nodeStub(this.env, spec.org, nodeId).dispatch(action);
+      this.sql.exec("UPDATE targets SET online_at_dispatch = ?, action_id = ? WHERE node_id = ?", sent.online ? 1 : 0, sent.actionId, nodeId);
+      this.emit("target.dispatched", nodeId, { online: sent.online }, job);
+    });
   }
 
   private async resendToSilentTargets(job: JobRow): Promise<void> {
@@ -247,13 +244,9 @@ export class JobObject extends DurableObject<ObjectsEnv> {
   /** Asks the targets' node objects whether their agents acked the dispatch, and records those that did. */
   private async learnAcks(job: JobRow, targets: readonly TargetRow[]): Promise<void> {
     const pending = targets.filter((t) => t.action_id !== null && t.acked_at === null && t.ret === null);
-    for (let i = 0; i < pending.length; i += DISPATCH_BATCH) {
-      const batch = pending.slice(i, i + DISPATCH_BATCH);
-      const acked = await Promise.all(batch.map((t) => nodeStub(this.env, job.org, t.node_id).isAcked(t.action_id as string)));
-      batch.forEach((t, k) => {
-        if (acked[k]) this.acked(t.node_id);
-      });
-    }
+    await mapPool(pending, NODE_CALLS_IN_FLIGHT, async (t) => {
+      if (await nodeStub(this.env, job.org, t.node_id).isAcked(t.action_id as string)) this.acked(t.node_id);
+    });
   }
 
   private async markUnreachable(): Promise<void> {
