@@ -80,8 +80,8 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     }
     this.emit("job.created", null, { function: spec.function, target: spec.target, targets: spec.targets });
     await this.ctx.storage.setAlarm(now + Math.min(RESEND_AFTER_MS, spec.timeout * 1000));
-    await this.indexInOrg();
-    await this.dispatchTo(spec, spec.targets);
+    // The org's index learns of the job while dispatches go out: both follow the stored job, and the alarm covers a crash.
+    await Promise.all([this.indexInOrg(), this.dispatchTo(spec, spec.targets)]);
     this.setStatus("running");
     await this.indexInOrg();
     return { ok: true, status: "running" };
