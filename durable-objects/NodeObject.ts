@@ -141,9 +141,12 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
   /** Stores the dispatch in the outbox, then sends it if the agent is connected. */
   dispatch(action: JobDispatch): { online: boolean; actionId: string } {
     const entry = this.outbox.add(action);
-    const online = this.openSockets().length > 0;
-    this.sendToAgent(actionFrame(entry));
-    return { online, actionId: entry.id };
+    const sockets = this.openSockets();
+    if (sockets.length > 0) {
+      const frame = actionFrame(entry);
+      for (const ws of sockets) this.deliver(ws, frame);
+    }
+    return { online: sockets.length > 0, actionId: entry.id };
   }
 
   /**

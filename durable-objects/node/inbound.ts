@@ -8,8 +8,7 @@ const KNOWN_TYPES: ReadonlySet<string> = new Set(AgentMessage.options.map((optio
 
 /** Parses one frame from an agent; everything that is not an allowlisted message becomes a typed error. */
 export function parseInbound(frame: string | ArrayBuffer, socketNodeId: string): Inbound {
-  const size = typeof frame === "string" ? new TextEncoder().encode(frame).byteLength : frame.byteLength;
-  if (size > MAX_FRAME_BYTES) {
+  if (typeof frame === "string" ? textTooLarge(frame) : frame.byteLength > MAX_FRAME_BYTES) {
     return { ok: false, code: "frame_too_large", message: `frames are limited to ${MAX_FRAME_BYTES} bytes`, close: 1009 };
   }
   if (typeof frame !== "string") return { ok: false, code: "invalid_message", message: "binary frames are not part of the protocol" };
@@ -33,4 +32,11 @@ export function parseInbound(frame: string | ArrayBuffer, socketNodeId: string):
     return { ok: false, code: "identity_mismatch", message: "message names another node; dropped" };
   }
   return { ok: true, message: parsed.data };
+}
+
+const encoder = new TextEncoder();
+
+/** UTF-8 takes at most 3 bytes per UTF-16 unit, so short frames (nearly all) need no encoding to be measured. */
+function textTooLarge(text: string): boolean {
+  return text.length * 3 > MAX_FRAME_BYTES && encoder.encode(text).byteLength > MAX_FRAME_BYTES;
 }
