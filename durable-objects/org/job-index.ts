@@ -12,11 +12,13 @@ export class JobIndex {
     this.sql = sql;
   }
 
+  /** A finished job's summary is never replaced by an active one: a retried or delayed update may arrive late. */
   upsert(summary: JobSummary): void {
     const active = summary.status === "claimed" || summary.status === "running" ? 1 : 0;
     this.sql.exec(
       `INSERT INTO jobs (jid, created_at, active, summary) VALUES (?, ?, ?, ?)
-       ON CONFLICT (jid) DO UPDATE SET active = excluded.active, summary = excluded.summary`,
+       ON CONFLICT (jid) DO UPDATE SET active = excluded.active, summary = excluded.summary
+       WHERE jobs.active = 1 OR excluded.active = 0`,
       summary.jid,
       Date.parse(summary.createdAt),
       active,

@@ -142,8 +142,11 @@ describe("job metrics from the job index", () => {
     await org.indexJob(jobSummary(jid, "running", { counts: { targets: 3, returned: 1, succeeded: 1, failed: 0, unreachable: 0 } }));
     expect(counter(await snapshot(name), "zectre_jobs_active")).toBe(1);
     await org.indexJob(jobSummary(jid, "failed"));
-    // A repeated final update (a retried RPC) changes nothing.
+    // A repeated final update (a retried RPC) changes nothing, and neither does a late active one that crossed it.
     await org.indexJob(jobSummary(jid, "failed"));
+    await org.indexJob(jobSummary(jid, "running", { counts: { targets: 3, returned: 1, succeeded: 1, failed: 0, unreachable: 0 } }));
+    expect((await org.listJobs(10)).find((j) => j.jid === jid)?.status).toBe("failed");
+    expect(await org.activeJobs()).toEqual([]);
     const samples = await snapshot(name);
     expect(counter(samples, "zectre_jobs_active")).toBe(0);
     expect(counter(samples, "zectre_jobs_finished_total", { status: "failed" })).toBe(1);
