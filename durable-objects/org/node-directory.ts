@@ -1,5 +1,5 @@
 import type { EnrollmentState, Facts, Labels, NodeSummary } from "../../protocol/nodes.ts";
-import { buildGrains, lazyCandidate, matchTarget, type TargetExpr } from "../../protocol/target.ts";
+import { buildGrains, lazyCandidate, matchTarget, type TargetExpr, targetUsesGrains } from "../../protocol/target.ts";
 import { iso } from "./secrets.ts";
 
 /**
@@ -91,16 +91,17 @@ export class NodeDirectory {
     );
   }
 
-  /** Ids of nodes in `states` that `expr` matches, in id order; facts and labels are parsed only if the expression needs them. */
+  /** Ids of nodes in `states` that `expr` matches, in id order; facts and labels are read only if the expression uses grains. */
   matching(expr: TargetExpr, states: readonly EnrollmentState[]): string[] {
+    const columns = targetUsesGrains(expr) ? "id, labels, facts" : "id, NULL AS labels, NULL AS facts";
     const rows = this.sql
-      .exec<Pick<NodeRow, "id" | "labels" | "facts">>(
-        `SELECT id, labels, facts FROM nodes WHERE state IN (${states.map(() => "?").join(",")}) ORDER BY id`,
+      .exec<{ id: string; labels: string | null; facts: string | null }>(
+        `SELECT ${columns} FROM nodes WHERE state IN (${states.map(() => "?").join(",")}) ORDER BY id`,
         ...states,
       )
       .toArray();
     const grainsOf = (row: (typeof rows)[number]) => () =>
-      buildGrains(row.facts === null ? null : (JSON.parse(row.facts) as Facts), JSON.parse(row.labels) as Labels);
+      buildGrains(row.facts === null ? null : (JSON.parse(row.facts) as Facts), JSON.parse(row.labels ?? "{}") as Labels);
     return rows.filter((row) => matchTarget(expr, lazyCandidate(row.id, grainsOf(row)))).map((row) => row.id);
   }
 
