@@ -15,12 +15,20 @@ export interface PingRun {
   returnsPerSecond: number;
 }
 
+/** The median of several rounds (by last return), with the spread of the last return across them. */
+export interface PingRounds extends PingRun {
+  rounds: number;
+  lastReturnMinMs: number;
+  lastReturnMaxMs: number;
+}
+
 export interface PingBenchResult {
   /**
    * `controlPlane` is the first job after the agents sat idle (their node objects hibernated,
    * as between real jobs); `warm` repeats it at once, while those objects are still in memory.
+   * Each is the median of `BENCH_PING_ROUNDS` rounds (default 3): one run on this machine varies by a third.
    */
-  runs: Array<{ controlPlane: PingRun; warm: PingRun; nats: FanOutResult | null; ratioLastReturn: number | null; ratioWarm: number | null }>;
+  runs: Array<{ controlPlane: PingRounds; warm: PingRounds; nats: FanOutResult | null; ratioLastReturn: number | null; ratioWarm: number | null }>;
   natsNote: string | null;
 }
 
@@ -47,8 +55,16 @@ async function pingOnce(apiUrl: string, token: string, target: string, n: number
   return { agents: n, submitToLastReturnMs: last, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), returnsPerSecond: Math.round(n / (last / 1000)) };
 }
 
+function medianRound(runs: readonly PingRun[]): PingRounds {
+  const sorted = [...runs].sort((a, b) => a.submitToLastReturnMs - b.submitToLastReturnMs);
+  const median = sorted[Math.floor((sorted.length - 1) / 2)] as PingRun;
+  const lasts = sorted.map((run) => run.submitToLastReturnMs);
+  return { ...median, rounds: runs.length, lastReturnMinMs: Math.min(...lasts), lastReturnMaxMs: Math.max(...lasts) };
+}
+
 export async function runPingBench(log: (line: string) => void): Promise<PingBenchResult> {
   const sizes = (process.env.BENCH_PING_SIZES ?? "100,1000").split(",").map(Number);
+  const rounds = Math.max(1, Number(process.env.BENCH_PING_ROUNDS ?? "3") || 3);
   return withControlPlane(async ({ apiUrl, adminToken: admin, sockets }) => {
     const agents = makeAgents(Math.max(...sizes), "ping");
     log(`enrolling and connecting ${agents.length} simulated agents`);
@@ -60,10 +76,16 @@ export async function runPingBench(log: (line: string) => void): Promise<PingBen
     const runs: PingBenchResult["runs"] = [];
     for (const n of sizes) {
       const target = n === 100 ? "ping-000[0-9][0-9]" : "ping-*";
-      log(`test.ping to ${n} agents: after ${IDLE_BEFORE_COLD_MS / 1000} s idle, then again at once`);
-      await new Promise((r) => setTimeout(r, IDLE_BEFORE_COLD_MS));
-      const controlPlane = await pingOnce(apiUrl, admin, target, n);
-      const warm = await pingOnce(apiUrl, admin, target, n);
+      log(`test.ping to ${n} agents, ${rounds} rounds: after ${IDLE_BEFORE_COLD_MS / 1000} s idle, then again at once`);
+      const idleRuns: PingRun[] = [];
+      const warmRuns: PingRun[] = [];
+      for (let round = 0; round < rounds; round++) {
+        await new Promise((r) => setTimeout(r, IDLE_BEFORE_COLD_MS));
+        idleRuns.push(await pingOnce(apiUrl, admin, target, n));
+        warmRuns.push(await pingOnce(apiUrl, admin, target, n));
+      }
+      const controlPlane = medianRound(idleRuns);
+      const warm = medianRound(warmRuns);
       const nats = natsResults?.get(n) ?? null;
       const ratio = (run: PingRun) => (nats ? Math.round((run.submitToLastReturnMs / nats.lastReplyMs) * 10) / 10 : null);
       runs.push({ controlPlane, warm, nats, ratioLastReturn: ratio(controlPlane), ratioWarm: ratio(warm) });

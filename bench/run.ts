@@ -32,12 +32,13 @@ if (connect) {
   );
 }
 if (ping) {
-  lines.push("test.ping fan-out (submit to last return; per-target p50/p99)");
+  lines.push("test.ping fan-out (submit to last return; per-target p50/p99; median round, range of the last return)");
   for (const run of ping.runs) {
     const cp = run.controlPlane;
     const w = run.warm;
-    lines.push(`  ${cp.agents} agents, node objects idle: control plane ${cp.submitToLastReturnMs} ms (p50 ${cp.p50Ms}, p99 ${cp.p99Ms}; ${cp.returnsPerSecond} returns/s into one JobObject)`);
-    lines.push(`  ${w.agents} agents, again at once:   control plane ${w.submitToLastReturnMs} ms (p50 ${w.p50Ms}, p99 ${w.p99Ms}; ${w.returnsPerSecond} returns/s)`);
+    const range = (r: typeof cp) => `${r.rounds} rounds: ${r.lastReturnMinMs}-${r.lastReturnMaxMs} ms`;
+    lines.push(`  ${cp.agents} agents, node objects idle: control plane ${cp.submitToLastReturnMs} ms (p50 ${cp.p50Ms}, p99 ${cp.p99Ms}; ${cp.returnsPerSecond} returns/s into one JobObject; ${range(cp)})`);
+    lines.push(`  ${w.agents} agents, again at once:   control plane ${w.submitToLastReturnMs} ms (p50 ${w.p50Ms}, p99 ${w.p99Ms}; ${w.returnsPerSecond} returns/s; ${range(w)})`);
     if (run.nats) lines.push(`             NATS request-reply ${run.nats.lastReplyMs} ms (p50 ${run.nats.p50Ms}, p99 ${run.nats.p99Ms}); ratio ${run.ratioLastReturn}x idle, ${run.ratioWarm}x again`);
   }
   if (ping.natsNote) lines.push(`  ${ping.natsNote}`);
