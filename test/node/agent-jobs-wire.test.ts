@@ -10,7 +10,7 @@ import { dataDirPaths } from "../../agent/src/state/data-dir.ts";
 import { ensurePrivateDir } from "../../agent/src/state/files.ts";
 import { writeIdentity, writePrivateKey } from "../../agent/src/state/identity.ts";
 import { ReturnMessage } from "../../protocol/jobs.ts";
-import { type AgentSession, until, useFakeControlPlane } from "./helpers/agent-control-plane.ts";
+import { acksIn, type AgentSession, until, useFakeControlPlane } from "./helpers/agent-control-plane.ts";
 import { dispatchOf, FIXED_FACTS, testJid } from "./helpers/agent-jobs.ts";
 import { runAgentCommand, startAgent as startAgentProcess, useAgentProcesses } from "./helpers/agent-run.ts";
 import { useTempDirs } from "./helpers/run-cli.ts";
@@ -84,12 +84,7 @@ function agentDir(): { dir: string; key: NodeKey } {
 const acksOf = (session: AgentSession, id: string) => plane.ackCount(session, id);
 const returnsIn = (session: AgentSession) => plane.messages(session, "return");
 /** Where the ack of `id` first arrived: an `ack` message, or a return carrying it. */
-const ackPosition = (session: AgentSession, id: string) =>
-  session.received.findIndex((m) => {
-    const message = m as { type?: string; ids?: unknown; acks?: unknown };
-    const ids = message.type === "ack" ? message.ids : message.type === "return" ? message.acks : undefined;
-    return Array.isArray(ids) && ids.includes(id);
-  });
+const ackPosition = (session: AgentSession, id: string) => session.received.findIndex((message) => acksIn(message).includes(id));
 
 describe("jobs over the agent connection", () => {
   it("acks a dispatch on accept, sends the return through the outbox, and runs a repeat only for a higher epoch", async () => {

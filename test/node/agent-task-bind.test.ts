@@ -1,10 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { Logger } from "../../agent/src/log.ts";
 import { taskConnectHost } from "../../agent/src/tasks/ports.ts";
-import { AgentTunnel } from "../../agent/src/tunnel/tunnel.ts";
-import { decodeFrame, encodeFrame, FRAME, isFrameError, openFrame, parseJsonPayload, ResponsePayload, type TunnelFrame } from "../../protocol/tunnel.ts";
+import { encodeFrame, FRAME, openFrame, parseJsonPayload, ResponsePayload } from "../../protocol/tunnel.ts";
 import { until } from "./helpers/agent-control-plane.ts";
 import { runAgentCommand } from "./helpers/agent-run.ts";
+import { collectingTunnel } from "./helpers/agent-tunnel.ts";
 import { helloSpec, listeningAddresses, useSupervisors } from "./helpers/agent-tasks.ts";
 import { useTempDirs } from "./helpers/run-cli.ts";
 
@@ -32,17 +31,7 @@ describe("the address tasks listen on", () => {
     expect(env.PORT).toBe(String(port));
     await expect(fetch(`http://127.0.0.1:${port}/`)).rejects.toThrow();
 
-    const frames: TunnelFrame[] = [];
-    const tunnel = new AgentTunnel({
-      send: (frame) => {
-        const decoded = decodeFrame(frame);
-        if (!isFrameError(decoded)) frames.push({ ...decoded, payload: decoded.payload.slice() });
-        return true;
-      },
-      allows: (taskId, p) => taskId === spec.taskId && p === port,
-      logger: new Logger({ sink: () => {} }),
-      taskHost: h.supervisor.taskHost,
-    });
+    const { tunnel, frames } = collectingTunnel({ allows: (taskId, p) => taskId === spec.taskId && p === port, taskHost: h.supervisor.taskHost });
     tunnel.handleFrame(openFrame(1, { method: "GET", path: "/", headers: [["host", "app.example"]], taskId: spec.taskId, port }));
     tunnel.handleFrame(encodeFrame(FRAME.end, 1));
     await until(() => frames.some((f) => f.type === FRAME.end), "the response's end", 10_000);

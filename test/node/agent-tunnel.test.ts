@@ -3,15 +3,11 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocketServer } from "ws";
-import { Logger } from "../../agent/src/log.ts";
-import { AgentTunnel } from "../../agent/src/tunnel/tunnel.ts";
 import {
   creditFrame,
-  decodeFrame,
   encodeFrame,
   FRAME,
   INITIAL_WINDOW_BYTES,
-  isFrameError,
   MAX_CHUNK_BYTES,
   type OpenPayload,
   openFrame,
@@ -21,10 +17,10 @@ import {
   ResetPayload,
   ResponsePayload,
   textOf,
-  type TunnelFrame,
   wsCloseFrame,
   wsMessageFrame,
 } from "../../protocol/tunnel.ts";
+import { collectingTunnel } from "./helpers/agent-tunnel.ts";
 
 /** The agent's tunnel against a real local HTTP server standing in for a task. */
 
@@ -92,16 +88,7 @@ afterAll(async () => {
 
 /** A tunnel whose frames to the node object are collected; `allowed` are the (task, port) pairs it may reach. */
 function harness(allowed: Array<[string, number]>) {
-  const frames: TunnelFrame[] = [];
-  const tunnel = new AgentTunnel({
-    send: (frame) => {
-      const decoded = decodeFrame(frame);
-      if (!isFrameError(decoded)) frames.push({ ...decoded, payload: decoded.payload.slice() });
-      return true;
-    },
-    allows: (taskId, p) => allowed.some(([t, q]) => t === taskId && q === p),
-    logger: new Logger({ sink: () => {} }),
-  });
+  const { tunnel, frames } = collectingTunnel({ allows: (taskId, p) => allowed.some(([t, q]) => t === taskId && q === p) });
   let nextId = 1;
   const open = (fields: Partial<OpenPayload> = {}) => {
     const id = nextId++;

@@ -1,24 +1,13 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { type FakeApi, startFakeApi } from "./helpers/fake-api.ts";
-import { type CliResult, expectOneErrorLine, expectOk, runInProcess, useTempDirs } from "./helpers/run-cli.ts";
+import { describe, expect, it } from "vitest";
+import { useFakeApiCli } from "./helpers/fake-api-cli.ts";
+import { expectOneErrorLine, expectOk } from "./helpers/run-cli.ts";
 
 /**
  * `zectre node direct`: what it refuses before any request. Marking, listing and
  * going back to the tunnel against the real API are in test/e2e/proxy-direct.test.ts.
  */
 
-const tempDir = useTempDirs();
-let api: FakeApi;
-let configDir: string;
-
-beforeEach(async () => {
-  api = await startFakeApi();
-  configDir = tempDir();
-});
-afterEach(() => api.close());
-
-const quick = (...args: string[]): Promise<CliResult> =>
-  runInProcess(["--url", api.url, "--token", api.adminToken, ...args], { env: { ZECTRE_CONFIG_DIR: configDir } });
+const { api, quick } = useFakeApiCli();
 
 describe("zectre node direct", () => {
   it("refuses a missing or doubled choice and addresses that are not a bare host, before any request", async () => {

@@ -121,8 +121,7 @@ export class FakeControlPlane {
 
   /** How often the agent acked action `id`: in `ack` messages, and on returns that carry acks. */
   ackCount(session: AgentSession, id: string): number {
-    const carriers = [...this.messages(session, "ack").map((m) => m.ids), ...this.messages(session, "return").map((m) => m.acks)];
-    return carriers.filter((ids) => Array.isArray(ids) && ids.includes(id)).length;
+    return session.received.filter((message) => acksIn(message).includes(id)).length;
   }
 
   /** Messages of one type the session received, e.g. every `ack`. */
@@ -288,4 +287,11 @@ export function useFakeControlPlane(): { plane: FakeControlPlane; cleanups: (() 
     },
   });
   return { plane, cleanups };
+}
+
+/** The action ids a message from the agent acks: an `ack`'s ids, or the acks a return carries. */
+export function acksIn(message: unknown): unknown[] {
+  if (!isRecord(message)) return [];
+  const ids = message.type === "ack" ? message.ids : message.type === "return" ? message.acks : undefined;
+  return Array.isArray(ids) ? ids : [];
 }
