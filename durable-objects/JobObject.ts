@@ -70,7 +70,7 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     if (this.job()) return failure("conflict", `job ${spec.jid} already exists`);
     const now = Date.now();
     this.writeJob(
-`INSERT INTO job (id, jid, org, function, args, target, timeout, test, metadata, status, user, created_at, updated_at)
+      `INSERT INTO job (id, jid, org, function, args, target, timeout, test, metadata, status, user, created_at, updated_at)
        VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, 'claimed', ?, ?, ?)`,
       spec.jid, spec.org, spec.function, JSON.stringify(spec.args), spec.target, spec.timeout, spec.test ? 1 : 0,
       JSON.stringify(spec.metadata), spec.user, now, now,
@@ -97,7 +97,7 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     const stored: JobReturn = { ...report.ret, synthetic: false };
     const status = finalStatus("all_returned", countsOf([{ ret: JSON.stringify(stored) } as TargetRow]));
     this.writeJob(
-`INSERT INTO job (id, jid, org, function, args, target, timeout, test, metadata, status, user, created_at, updated_at, finished_at, resend_done, grace_done)
+      `INSERT INTO job (id, jid, org, function, args, target, timeout, test, metadata, status, user, created_at, updated_at, finished_at, resend_done, grace_done)
        VALUES (1, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, ?, ?, ?, 1, 1)`,
       report.jid, report.org, report.function, JSON.stringify(report.args), `L@${report.nodeId}`,
       JSON.stringify({ ...report.metadata, source: "schedule" }), status, `node:${report.nodeId}`, now, now, now,

@@ -142,10 +142,7 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
   dispatch(action: JobDispatch): { online: boolean; actionId: string } {
     const entry = this.outbox.add(action);
     const sockets = this.openSockets();
-    if (sockets.length > 0) {
-      const frame = actionFrame(entry);
-      for (const ws of sockets) this.deliver(ws, frame);
-    }
+    this.sendToAgent(actionFrame(entry), sockets);
     return { online: sockets.length > 0, actionId: entry.id };
   }
 
@@ -440,8 +437,8 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
     if (identity) await orgStub(this.env, identity.org).nodePresenceChanged(identity.node_id, false, seen);
   }
 
-  private sendToAgent(frame: string): void {
-    for (const ws of this.openSockets()) this.deliver(ws, frame);
+  private sendToAgent(frame: string, sockets: readonly WebSocket[] = this.openSockets()): void {
+    for (const ws of sockets) this.deliver(ws, frame);
   }
 
   /** Every action frame goes out here, so the duplicate-delivery fault switch covers them all. */

@@ -1,5 +1,8 @@
 import type WebSocket from "ws";
 
+/** The wire's limit on ids in one `ack` or return. */
+const MAX_IDS_PER_FRAME = 1000;
+
 /**
  * Acks of applied actions wait up to `holdMs` before they leave, so that a fast
  * job's return can carry its dispatch's ack: one frame instead of two, and the
@@ -10,9 +13,6 @@ import type WebSocket from "ws";
  * dropped, and the server resends those actions, which the agent acks again
  * without applying them twice.
  */
-/** The wire's limit on ids in one `ack` or return. */
-const MAX_IDS_PER_FRAME = 1000;
-
 export class PendingAcks {
   readonly #holdMs: number;
   readonly #send: (socket: WebSocket, ids: string[]) => void;
