@@ -3,6 +3,7 @@ import { failure, type Result } from "../protocol/errors.ts";
 import type { JsonObject } from "../protocol/json.ts";
 import {
   ACTIVE_STATUSES,
+  type JobDispatch,
   type JobEvent,
   type JobRecord,
   type JobReturn,
@@ -47,6 +48,16 @@ export type ReturnOutcome = "stored" | "duplicate" | "not_a_target" | "unknown_j
 /** Fan-out to node objects keeps this many calls in flight. */
 const NODE_CALLS_IN_FLIGHT = 50;
 const EPOCH = 1;
+
+type DispatchSpec = Pick<JobSpec, "org" | "jid" | "function" | "args" | "timeout" | "test">;
+
+function dispatchSpecOf(job: JobRow): DispatchSpec {
+  return { org: job.org, jid: job.jid, function: job.function, args: JSON.parse(job.args) as JsonObject, timeout: job.timeout, test: job.test === 1 };
+}
+
+function dispatchAction(spec: DispatchSpec): JobDispatch {
+  return { kind: "job.dispatch", jid: spec.jid, epoch: EPOCH, function: spec.function, args: spec.args, timeout: spec.timeout, test: spec.test };
+}
 
 /** One per job: the record, per-target state and returns, the event log, the deadline alarm and live watchers. */
 export class JobObject extends DurableObject<ObjectsEnv> {
@@ -212,15 +223,12 @@ export class JobObject extends DurableObject<ObjectsEnv> {
   private async dispatchMissing(job: JobRow): Promise<void> {
     const missing = this.sql.exec<{ node_id: string }>("SELECT node_id FROM targets WHERE action_id IS NULL AND ret IS NULL").toArray();
     if (missing.length === 0) return;
-    await this.dispatchTo(
-      { org: job.org, jid: job.jid, function: job.function, args: JSON.parse(job.args) as JsonObject, timeout: job.timeout, test: job.test === 1 },
-      missing.map((r) => r.node_id),
-    );
+    await this.dispatchTo(dispatchSpecOf(job), missing.map((r) => r.node_id));
     this.setStatus("running");
   }
 
-  private async dispatchTo(spec: Pick<JobSpec, "org" | "jid" | "function" | "args" | "timeout" | "test">, targets: readonly string[]): Promise<void> {
-    const action = { kind: "job.dispatch" as const, jid: spec.jid, epoch: EPOCH, function: spec.function, args: spec.args, timeout: spec.timeout, test: spec.test };
+  private async dispatchTo(spec: DispatchSpec, targets: readonly string[]): Promise<void> {
+    const action = dispatchAction(spec);
     const job = this.job();
     await mapPool(targets, NODE_CALLS_IN_FLIGHT, async (nodeId) => {
       const sent = await nodeStub(this.env, spec.org, nodeId).dispatch(action);
@@ -231,9 +239,10 @@ export class JobObject extends DurableObject<ObjectsEnv> {
 
   private async resendToSilentTargets(job: JobRow): Promise<void> {
     const silent = this.targets().filter((t) => t.state === "dispatched" && t.action_id !== null);
+    const action = dispatchAction(dispatchSpecOf(job));
     await Promise.all(
       silent.map(async (t) => {
-        if (!(await nodeStub(this.env, job.org, t.node_id).resend(t.action_id as string))) return this.acked(t.node_id);
+        if (!(await nodeStub(this.env, job.org, t.node_id).resend(t.action_id as string, action))) return this.acked(t.node_id);
         this.sql.exec("UPDATE targets SET resent = 1 WHERE node_id = ?", t.node_id);
         this.emit("target.resent", t.node_id, {});
       }),

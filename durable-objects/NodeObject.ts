@@ -9,7 +9,8 @@ import type { ChallengeResponse, EnrollmentState, Facts } from "../protocol/node
 import { appStub, heartbeatSeconds, jobStub, type ObjectsEnv, orgStub } from "./env.ts";
 import { NonceStore, signatureValid } from "./node/handshake.ts";
 import { parseInbound } from "./node/inbound.ts";
-import { actionFrame, Outbox, type OutboxEntry } from "./node/outbox.ts";
+import { InFlightDispatches } from "./node/in-flight.ts";
+import { actionFrame, newEntry, Outbox, type OutboxEntry } from "./node/outbox.ts";
 import { isTunnelRequest, NodeTunnel } from "./node/tunnel.ts";
 import { tunnelMetrics } from "./node/tunnel-metrics.ts";
 import { applyMigrations } from "./sql-migrations.ts";
@@ -88,6 +89,7 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
   private readonly sql: SqlStorage;
   private readonly nonces: NonceStore;
   private readonly outbox: Outbox;
+  private readonly inFlight = new InFlightDispatches();
   private identityRow: { row: Identity | undefined } | null = null;
   private readonly tunnel = new NodeTunnel(tunnelMetrics(this.ctx, this.env, () => this.identity()?.org ?? null));
 
@@ -120,6 +122,7 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
     this.sql.exec("UPDATE identity SET state = ?", state);
     this.identityRow = null;
     if (!CONNECTABLE.includes(state)) {
+      this.parkInFlight();
       for (const ws of this.ctx.getWebSockets()) {
         ws.close(CLOSE.revoked, `node is ${state}`);
         this.tunnel.socketClosed(ws);
@@ -138,28 +141,35 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
     return this.pushVersioned(update, "states_version");
   }
 
-  /** Stores the dispatch in the outbox, then sends it if the agent is connected. */
+  /**
+   * To a connected agent the dispatch goes at once and waits for its ack in memory (the job
+   * stored it already and re-sends to silent targets: see InFlightDispatches); to an absent
+   * one it waits in the outbox for the next connect.
+   */
   dispatch(action: JobDispatch): { online: boolean; actionId: string } {
-    const entry = this.outbox.add(action);
     const sockets = this.openSockets();
+    const entry = newEntry(action);
+    if (sockets.length === 0 || !this.inFlight.add(entry)) this.outbox.store(entry);
     this.sendToAgent(actionFrame(entry), sockets);
     return { online: sockets.length > 0, actionId: entry.id };
   }
 
   /**
    * The job's one re-send to a silent target: the same action id, so the agent dedups.
-   * False when the agent has already acked the action (it left the outbox): not silent after all.
+   * From here on the action is in the outbox, whatever becomes of this instance; an id this
+   * instance does not know (it restarted since) is stored again from the job's copy.
+   * False when the agent has already acked the action: not silent after all.
    */
-  resend(actionId: string): boolean {
-    const entry = this.outbox.get(actionId);
-    if (!entry) return false;
+  resend(actionId: string, action: JobDispatch): boolean {
+    if (this.inFlight.wasAcked(actionId)) return false;
+    const entry = this.outbox.get(actionId) ?? this.outbox.store(this.inFlight.take(actionId) ?? { id: actionId, action, createdAt: Date.now() });
     this.sendToAgent(actionFrame(entry));
     return true;
   }
 
   /** Whether the agent acked the action. Jobs ask, rather than being told per ack, so acks cost the job object nothing. */
   isAcked(actionId: string): boolean {
-    return this.outbox.get(actionId) === null;
+    return !this.inFlight.has(actionId) && this.outbox.get(actionId) === null;
   }
 
   // ---- called by AppObject ----
@@ -188,7 +198,7 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
       connectedAt: presence.connected_at,
       lastSeen: this.currentLastSeen() ?? presence.last_seen,
       facts: facts ? (JSON.parse(facts.body) as Facts) : null,
-      pendingActions: this.outbox.pending().length,
+      pendingActions: this.outbox.pending().length + this.inFlight.size,
     };
   }
 
@@ -261,10 +271,10 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
         await orgStub(this.env, identity.org).nodeFactsChanged(identity.node_id, message.facts);
         return;
       case "ack":
-        this.outbox.ack(message.ids);
+        this.takeAcks(message.ids);
         return;
       case "return":
-        if (message.acks) this.outbox.ack(message.acks);
+        if (message.acks) this.takeAcks(message.acks);
         await this.routeReturn(ws, identity.org, identity.node_id, message);
         return;
       case "job.report":
@@ -283,6 +293,7 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
   }
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
+    this.parkInFlight();
     this.tunnel.socketClosed(ws);
     try {
       // 1005/1006 are not valid codes to send back.
@@ -295,6 +306,7 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
   }
 
   override async webSocketError(ws: WebSocket): Promise<void> {
+    this.parkInFlight();
     this.tunnel.socketClosed(ws);
     if (this.openSockets().some((other) => other !== ws)) return;
     await this.markOffline();
@@ -306,6 +318,7 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
     const sockets = this.openSockets();
     if (!identity) return;
     if (sockets.length === 0) {
+      this.parkInFlight();
       // A restart of the runtime drops sockets without any close event: presence may still say connected.
       if (this.presence().connected_at !== null) await this.markOffline();
       return;
@@ -313,6 +326,7 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
     const lastSeen = this.currentLastSeen() ?? Date.now();
     const window = 3 * heartbeatSeconds(this.env) * 1000;
     if (Date.now() - lastSeen > window) {
+      this.parkInFlight();
       for (const ws of sockets) {
         ws.close(CLOSE.heartbeatTimeout, "missed 3 heartbeats");
         this.tunnel.socketClosed(ws);
@@ -333,6 +347,7 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
   private async accept(identity: Identity, now: number): Promise<Response> {
     const pair = new WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
+    this.parkInFlight();
     for (const old of this.ctx.getWebSockets()) {
       old.close(CLOSE.replaced, "replaced by a newer connection");
       this.tunnel.socketClosed(old);
@@ -435,6 +450,16 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
     const seen = lastSeen ?? this.presence().last_seen ?? Date.now();
     this.sql.exec("UPDATE presence SET connected_at = NULL, last_seen = ?, reported_seen = ?", seen, seen);
     if (identity) await orgStub(this.env, identity.org).nodePresenceChanged(identity.node_id, false, seen);
+  }
+
+  private takeAcks(ids: readonly string[]): void {
+    const elsewhere = this.inFlight.ack(ids);
+    if (elsewhere.length > 0) this.outbox.ack(elsewhere);
+  }
+
+  /** Dispatches still unacked when their socket goes wait in the outbox for the next connect. */
+  private parkInFlight(): void {
+    for (const entry of this.inFlight.drain()) this.outbox.store(entry);
   }
 
   private sendToAgent(frame: string, sockets: readonly WebSocket[] = this.openSockets()): void {

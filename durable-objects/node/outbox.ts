@@ -29,12 +29,16 @@ export class Outbox {
   /** `replaceKind` drops queued actions of the same kind first: only the newest settings matter. */
   add(action: OutboxAction, options: { replaceKind?: boolean } = {}): OutboxEntry {
     if (options.replaceKind) this.sql.exec("DELETE FROM outbox WHERE kind = ?", action.kind);
-    const bytes = new Uint8Array(8);
-    crypto.getRandomValues(bytes);
-    const now = Date.now();
-    const id = `a-${now.toString(36)}-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
-    this.sql.exec("INSERT INTO outbox (id, kind, body, created_at) VALUES (?, ?, ?, ?)", id, action.kind, JSON.stringify(action), now);
-    return { id, action, createdAt: now };
+    return this.store(newEntry(action));
+  }
+
+  /** Stores an entry made earlier (by `newEntry`), keeping its id: the agent may have seen that id already. */
+  store(entry: OutboxEntry): OutboxEntry {
+    this.sql.exec(
+      "INSERT INTO outbox (id, kind, body, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+      entry.id, entry.action.kind, JSON.stringify(entry.action), entry.createdAt,
+    );
+    return entry;
   }
 
   pending(): OutboxEntry[] {
@@ -58,6 +62,15 @@ export class Outbox {
     }
     return removed;
   }
+}
+
+/** An action with its id, not yet stored anywhere. */
+export function newEntry(action: OutboxAction): OutboxEntry {
+  const bytes = new Uint8Array(8);
+  crypto.getRandomValues(bytes);
+  const now = Date.now();
+  const id = `a-${now.toString(36)}-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+  return { id, action, createdAt: now };
 }
 
 export function actionFrame(entry: OutboxEntry): string {

@@ -1,4 +1,4 @@
-import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { type AgentSocket, connect, enroll, enrollmentToken, makeAgent, onlineAgent } from "./agent-helpers.ts";
@@ -18,6 +18,11 @@ interface JobBody {
 }
 
 const jobObject = (org: string, jid: string) => env.JOB.get(env.JOB.idFromName(`${org}/${jid}`));
+const nodeObject = (org: string, nodeId: string) => env.NODE.get(env.NODE.idFromName(`${org}/${nodeId}`));
+
+async function storedDispatches(org: string, nodeId: string) {
+  return runInDurableObject(nodeObject(org, nodeId), (_i, state) => state.storage.sql.exec("SELECT id FROM outbox WHERE kind = 'job.dispatch'").toArray().map((r) => r.id));
+}
 
 async function submit(token: string, body: Record<string, unknown>) {
   return call<Created & { error?: { code: string; message: string } }>("POST", "/api/v1/jobs", { token, body });
@@ -93,7 +98,7 @@ describe("jobs: dispatch and returns", () => {
     expect(job.targets[0]?.return).toMatchObject({ success: false, result: { retcode: 1 } });
   });
 
-  it("takes a dispatch's ack riding on its return: the target is acked and the action leaves the node's outbox", async () => {
+  it("takes a dispatch's ack riding on its return: the target is acked and the node holds the action no longer", async () => {
     const { name, adminToken } = await createOrg("jobs-ride");
     const a = await onlineAgent(adminToken, name, "r-1");
     const created = await submit(adminToken, { targets: ["r-1"], function: "test.ping" });
@@ -106,10 +111,8 @@ describe("jobs: dispatch and returns", () => {
     expect(await a.socket.next("ack", from)).toMatchObject({ ids: ["ret-ride"] });
     const job = await getJob(adminToken, created.body.jid);
     expect(job.status).toBe("complete");
-    const node = env.NODE.get(env.NODE.idFromName(`${name}/r-1`));
-    const pending = await runInDurableObject(node, (_i, state) => state.storage.sql.exec("SELECT id FROM outbox WHERE kind = 'job.dispatch'").toArray());
-    expect(pending).toEqual([]);
-    expect(await node.isAcked(dispatch.id)).toBe(true);
+    expect(await storedDispatches(name, "r-1")).toEqual([]);
+    expect(await nodeObject(name, "r-1").isAcked(dispatch.id)).toBe(true);
   });
 
   it("takes a return's node from the socket: foreign returns are dropped", async () => {
@@ -127,6 +130,60 @@ describe("jobs: dispatch and returns", () => {
     const job = await getJob(adminToken, created.body.jid);
     expect(job.status).toBe("running");
     expect(job.targets[0]?.return).toBeNull();
+    a.socket.ws.close(1000);
+  });
+});
+
+describe("jobs: a dispatch to a connected agent waits for its ack in memory", () => {
+  it("writes nothing to the node's outbox, yet counts as pending until acked", async () => {
+    const { name, adminToken } = await createOrg("jobs-mem");
+    const a = await onlineAgent(adminToken, name, "m-1");
+    // The settings sent at connect are still unacked by this bare test agent.
+    const pendingBefore = (await nodeObject(name, "m-1").detail()).pendingActions;
+    const created = await submit(adminToken, { targets: ["m-1"], function: "test.sleep", args: { seconds: 30 } });
+    const dispatch = await waitForAction(a.socket, "job.dispatch", created.body.jid);
+    expect(await storedDispatches(name, "m-1")).toEqual([]);
+    expect((await nodeObject(name, "m-1").detail()).pendingActions).toBe(pendingBefore + 1);
+    expect(await nodeObject(name, "m-1").isAcked(dispatch.id)).toBe(false);
+    a.socket.send({ type: "ack", v: 1, ids: [dispatch.id] });
+    await expect.poll(() => nodeObject(name, "m-1").isAcked(dispatch.id)).toBe(true);
+    expect((await nodeObject(name, "m-1").detail()).pendingActions).toBe(pendingBefore);
+    a.socket.ws.close(1000);
+  });
+
+  it("stores a dispatch still unacked when the socket closes, and sends it with the same id on the next connect", async () => {
+    const { name, adminToken } = await createOrg("jobs-park");
+    const a = await onlineAgent(adminToken, name, "p-1");
+    const created = await submit(adminToken, { targets: ["p-1"], function: "test.ping" });
+    const first = await waitForAction(a.socket, "job.dispatch", created.body.jid);
+    a.socket.ws.close(1000);
+    await expect.poll(() => storedDispatches(name, "p-1")).toEqual([first.id]);
+    const again = await connect(name, a.agent);
+    const { dispatch } = await acceptAndReturn(again, created.body.jid, { success: true, result: true });
+    expect(dispatch.id).toBe(first.id);
+    expect((await getJob(adminToken, created.body.jid)).status).toBe("complete");
+    expect(await storedDispatches(name, "p-1")).toEqual([]);
+    again.ws.close(1000);
+  });
+
+  it("gets a dispatch its node object forgot (evicted before the ack) back from the job's re-send, stored this time", async () => {
+    const { name, adminToken } = await createOrg("jobs-forgot");
+    const a = await onlineAgent(adminToken, name, "g-1");
+    const created = await submit(adminToken, { targets: ["g-1"], function: "test.ping" });
+    const first = await waitForAction(a.socket, "job.dispatch", created.body.jid);
+    // The socket hibernates; the instance and what it held in memory are gone.
+    await evictDurableObject(nodeObject(name, "g-1"));
+    const from = a.socket.messages.length;
+    await age(name, created.body.jid, 5_500);
+    const resent = await waitForAction(a.socket, "job.dispatch", created.body.jid, from);
+    expect(resent).toMatchObject({ id: first.id, action: first.action });
+    expect(await storedDispatches(name, "g-1")).toEqual([first.id]);
+    a.socket.send({
+      type: "return", v: 1, id: "ret-g", jid: created.body.jid, epoch: 1, acks: [first.id],
+      return: { success: true, retcode: 0, result: true, error: null, durationMs: 1, startedAt: null },
+    });
+    await expect.poll(async () => (await getJob(adminToken, created.body.jid)).status).toBe("complete");
+    expect(await storedDispatches(name, "g-1")).toEqual([]);
     a.socket.ws.close(1000);
   });
 });
