@@ -19,7 +19,6 @@ import { mapPool } from "../lib/map-pool.ts";
 import { applyMigrations } from "./sql-migrations.ts";
 import { sseFrame, SseHub } from "./sse-hub.ts";
 import { publishEvent } from "./webhook/publish.ts";
-import { WriteBatcher } from "./write-batcher.ts";
 
 export interface JobSpec {
   org: string;
@@ -66,8 +65,6 @@ export class JobObject extends DurableObject<ObjectsEnv> {
   private readonly events: EventLog;
   private readonly watchers = new SseHub();
   private readonly orgEvents: OrgEventBuffer;
-  /** Returns and dispatch results arrive one call per target: they share commits. */
-  private readonly writes: WriteBatcher;
   /** The job row, read once per instance: every return needs it, and only writeJob changes it. */
   private cachedJob: { row: JobRow | undefined } | null = null;
 
@@ -77,7 +74,6 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     this.sql = ctx.storage.sql;
     applyMigrations(this.sql, JOB_MIGRATIONS);
     this.events = new EventLog(this.sql);
-    this.writes = new WriteBatcher(ctx.storage);
   }
 
   /** Writes the whole job before anything is dispatched, then dispatches through each node's outbox. */
@@ -145,13 +141,25 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     this.emit("target.acked", nodeId, {});
   }
 
-  /** First real return per node wins; a real return replaces a synthetic `unreachable` one. Answered once stored. */
+  /**
+   * First real return per node wins; a real return replaces a synthetic `unreachable` one.
+   * On the hot path: one conditional update and the event, no read of the target first.
+   */
   async recordReturn(nodeId: string, ret: Omit<JobReturn, "synthetic">): Promise<ReturnOutcome> {
-    if (!this.job()) return "unknown_job";
-    const outcome = await this.writes.run(() => this.storeReturn(nodeId, ret));
-    // Read afresh: another return of the same batch may have finished the job already.
-    if (outcome === "stored") await this.finishIfAllReturned();
-    return outcome;
+    const job = this.job();
+    if (!job) return "unknown_job";
+    const stored: JobReturn = { ...ret, synthetic: false };
+    const updated = this.sql
+      .exec(
+        `UPDATE targets SET state = 'returned', returned_at = ?, ret = ?
+         WHERE node_id = ? AND (ret IS NULL OR json_extract(ret, '$.synthetic') = 1) RETURNING node_id`,
+        Date.now(), JSON.stringify(stored), nodeId,
+      )
+      .toArray().length;
+    if (updated === 0) return this.target(nodeId) ? "duplicate" : "not_a_target";
+    this.emit("target.returned", nodeId, { return: stored as unknown as JsonObject }, job);
+    await this.finishIfAllReturned(job);
+    return "stored";
   }
 
   async cancel(actor: string): Promise<Result<{ status: JobStatus }>> {
@@ -222,32 +230,11 @@ export class JobObject extends DurableObject<ObjectsEnv> {
   private async dispatchTo(spec: DispatchSpec, targets: readonly string[]): Promise<void> {
     const action = dispatchAction(spec);
     const job = this.job();
-    const recorded: Promise<void>[] = [];
     await mapPool(targets, NODE_CALLS_IN_FLIGHT, async (nodeId) => {
       const sent = await nodeStub(this.env, spec.org, nodeId).dispatch(action);
-      recorded.push(
-        this.writes.run(() => {
-          this.sql.exec("UPDATE targets SET online_at_dispatch = ?, action_id = ? WHERE node_id = ?", sent.online ? 1 : 0, sent.actionId, nodeId);
-          this.emit("target.dispatched", nodeId, { online: sent.online }, job);
-        }),
-      );
+      this.sql.exec("UPDATE targets SET online_at_dispatch = ?, action_id = ? WHERE node_id = ?", sent.online ? 1 : 0, sent.actionId, nodeId);
+      this.emit("target.dispatched", nodeId, { online: sent.online }, job);
     });
-    await Promise.all(recorded);
-  }
-
-  /** On the hot path: one conditional update and the event, no read of the target first. */
-  private storeReturn(nodeId: string, ret: Omit<JobReturn, "synthetic">): ReturnOutcome {
-    const stored: JobReturn = { ...ret, synthetic: false };
-    const updated = this.sql
-      .exec(
-        `UPDATE targets SET state = 'returned', returned_at = ?, ret = ?
-         WHERE node_id = ? AND (ret IS NULL OR json_extract(ret, '$.synthetic') = 1) RETURNING node_id`,
-        Date.now(), JSON.stringify(stored), nodeId,
-      )
-      .toArray().length;
-    if (updated === 0) return this.target(nodeId) ? "duplicate" : "not_a_target";
-    this.emit("target.returned", nodeId, { return: stored as unknown as JsonObject });
-    return "stored";
   }
 
   private async resendToSilentTargets(job: JobRow): Promise<void> {
@@ -285,8 +272,8 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     await this.finishIfAllReturned();
   }
 
-  private async finishIfAllReturned(): Promise<void> {
-    const job = this.job();
+  /** `job` may be read before this call's own writes: only its status and identity are used, which they leave alone. */
+  private async finishIfAllReturned(job: JobRow | undefined = this.job()): Promise<void> {
     if (!job || !ACTIVE_STATUSES.includes(job.status as JobStatus)) return;
     // This runs once per return: one probe of the open-targets index, not a count over every target.
     const open = this.sql.exec<{ open: number }>("SELECT EXISTS (SELECT 1 FROM targets WHERE ret IS NULL) AS open").one().open;
