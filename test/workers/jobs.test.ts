@@ -134,6 +134,30 @@ describe("jobs: dispatch and returns", () => {
   });
 });
 
+describe("jobs: returns arriving together", () => {
+  it("gives each concurrent return its own outcome, finishes once, and loses none", async () => {
+    const { name, adminToken } = await createOrg("jobs-batch");
+    const agents = await Promise.all(["b-1", "b-2", "b-3"].map((id) => onlineAgent(adminToken, name, id)));
+    const created = await submit(adminToken, { target: "b-*", function: "test.ping" });
+    const job = jobObject(name, created.body.jid);
+    const ret = (result: string) => ({ success: true, retcode: 0, result, error: null, durationMs: 1, startedAt: null });
+    const outcomes = await Promise.all([
+      job.recordReturn("b-1", ret("first")),
+      job.recordReturn("b-1", ret("second")),
+      job.recordReturn("b-2", ret("b2")),
+      job.recordReturn("stranger", ret("x")),
+      job.recordReturn("b-3", ret("b3")),
+    ]);
+    expect(outcomes).toEqual(["stored", "duplicate", "stored", "not_a_target", "stored"]);
+    const stored = await getJob(adminToken, created.body.jid);
+    expect(stored.status).toBe("complete");
+    expect(stored.targets.map((t) => t.return?.result)).toEqual(["first", "b2", "b3"]);
+    const finished = await runInDurableObject(job, (_i, state) => state.storage.sql.exec("SELECT COUNT(*) AS n FROM events WHERE type = 'job.finished'").one().n);
+    expect(finished).toBe(1);
+    for (const a of agents) a.socket.ws.close(1000);
+  });
+});
+
 describe("jobs: a dispatch to a connected agent waits for its ack in memory", () => {
   it("writes nothing to the node's outbox, yet counts as pending until acked", async () => {
     const { name, adminToken } = await createOrg("jobs-mem");
