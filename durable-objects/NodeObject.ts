@@ -162,7 +162,8 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
    */
   resend(actionId: string, action: JobDispatch): boolean {
     if (this.inFlight.wasAcked(actionId)) return false;
-    const entry = this.outbox.get(actionId) ?? this.outbox.store(this.inFlight.take(actionId) ?? { id: actionId, action, createdAt: Date.now() });
+    const remembered = this.inFlight.take(actionId) ?? { id: actionId, action, createdAt: Date.now() };
+    const entry = this.outbox.get(actionId) ?? this.outbox.store(remembered);
     this.sendToAgent(actionFrame(entry));
     return true;
   }
@@ -293,7 +294,6 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
   }
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
-    this.parkInFlight();
     this.tunnel.socketClosed(ws);
     try {
       // 1005/1006 are not valid codes to send back.
@@ -301,15 +301,12 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
     } catch {
       // Already closed.
     }
-    if (this.openSockets().some((other) => other !== ws)) return;
-    await this.markOffline();
+    await this.lastSocketGone(ws);
   }
 
   override async webSocketError(ws: WebSocket): Promise<void> {
-    this.parkInFlight();
     this.tunnel.socketClosed(ws);
-    if (this.openSockets().some((other) => other !== ws)) return;
-    await this.markOffline();
+    await this.lastSocketGone(ws);
   }
 
   /** Runs at least once per 3 heartbeats while connected: offline detection and last-seen reporting. */
@@ -443,6 +440,16 @@ export class NodeObject extends DurableObject<ObjectsEnv> {
     if (this.kv(versionKey) === update.version) return null;
     this.setKv(versionKey, update.version);
     return this.outbox.add(update, { replaceKind: true });
+  }
+
+  /**
+   * A socket a reconnect replaced closes after the new one is open: what is in flight then
+   * went out on the new socket and stays in memory. Only the last socket's going parks it.
+   */
+  private async lastSocketGone(closed: WebSocket): Promise<void> {
+    if (this.openSockets().some((other) => other !== closed)) return;
+    this.parkInFlight();
+    await this.markOffline();
   }
 
   private async markOffline(lastSeen?: number): Promise<void> {

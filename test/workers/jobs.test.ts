@@ -2,6 +2,7 @@ import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "c
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { type AgentSocket, connect, enroll, enrollmentToken, makeAgent, onlineAgent } from "./agent-helpers.ts";
+import type { NodeObject } from "../../durable-objects/NodeObject.ts";
 import { call, createOrg } from "./helpers.ts";
 
 interface Created {
@@ -188,6 +189,25 @@ describe("jobs: a dispatch to a connected agent waits for its ack in memory", ()
     expect((await getJob(adminToken, created.body.jid)).status).toBe("complete");
     expect(await storedDispatches(name, "p-1")).toEqual([]);
     again.ws.close(1000);
+  });
+
+  it("keeps a dispatch on the new socket in memory when the socket a reconnect replaced reports its close", async () => {
+    const { name, adminToken } = await createOrg("jobs-replaced");
+    const a = await onlineAgent(adminToken, name, "n-1");
+    const b = await connect(name, a.agent);
+    await b.next("welcome");
+    const created = await submit(adminToken, { targets: ["n-1"], function: "test.sleep", args: { seconds: 30 } });
+    const dispatch = await waitForAction(b, "job.dispatch", created.body.jid);
+    // The close event of a socket that is not the open one, whenever the runtime delivers it.
+    await runInDurableObject(nodeObject(name, "n-1"), async (instance: NodeObject) => {
+      const stale = new WebSocketPair()[1];
+      await instance.webSocketClose(stale, 1000);
+    });
+    expect(await storedDispatches(name, "n-1")).toEqual([]);
+    expect(await nodeObject(name, "n-1").isAcked(dispatch.id)).toBe(false);
+    expect((await call<{ node: { online: boolean } }>("GET", "/api/v1/nodes/n-1", { token: adminToken })).body.node.online).toBe(true);
+    b.ws.close(1000);
+    await expect.poll(() => storedDispatches(name, "n-1")).toEqual([dispatch.id]);
   });
 
   it("gets a dispatch its node object forgot (evicted before the ack) back from the job's re-send, stored this time", async () => {
