@@ -77,6 +77,10 @@ function wranglerEnv(paths: LocalPaths): NodeJS.ProcessEnv {
     ...process.env,
     CLOUDFLARE_CF_FETCH_ENABLED: "false",
     WRANGLER_SEND_METRICS: "false",
+    // Wrangler's local observability collector receives a trace of every invocation, each Durable Object
+    // call and WebSocket message included: about 60% of workerd's CPU in a job fan-out (bench/README.md).
+    // Our logs still reach the terminal without it; set X_LOCAL_OBSERVABILITY=true to have it back.
+    X_LOCAL_OBSERVABILITY: process.env.X_LOCAL_OBSERVABILITY ?? "false",
     // A registry per state dir keeps parallel control planes (tests, a dev server) apart.
     WRANGLER_REGISTRY_PATH: paths.registry,
     WRANGLER_LOG_PATH: join(paths.home, "logs"),
