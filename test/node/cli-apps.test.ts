@@ -1,26 +1,21 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { ApiClient } from "../../cli/src/client.ts";
 import { writeTree } from "./helpers/deploy-cli.ts";
-import { type FakeDeployApi, startFakeDeployApi, TOKENS } from "./helpers/fake-deploy-api.ts";
-import { expectOk, expectOneErrorLine, lines, runBinary, runInProcess, useTempDirs } from "./helpers/run-cli.ts";
+import { TOKENS, useFakeDeployApi } from "./helpers/fake-deploy-api.ts";
+import { expectOk, expectOneErrorLine, lines, runBinary, runInProcess } from "./helpers/run-cli.ts";
 
 /** `zectre app ...`, `deployments`, `promote`, `rollback` and `scale` against the fake deployments API. */
 
-const tempDir = useTempDirs();
-let api: FakeDeployApi;
-let configDir: string;
+const { api, configDir, tempDir } = useFakeDeployApi();
 let cwd: string;
 
 beforeEach(async () => {
-  api = await startFakeDeployApi();
-  configDir = tempDir();
   cwd = tempDir();
 });
-afterEach(() => api.close());
 
 const flags = (token: string = TOKENS.operate) => ["--url", api.url, "--token", token];
-const zectre = (...args: string[]) => runInProcess([...flags(), ...args], { env: { ZECTRE_CONFIG_DIR: configDir }, cwd });
+const zectre = (...args: string[]) => runInProcess([...flags(), ...args], { env: { ZECTRE_CONFIG_DIR: configDir() }, cwd });
 const client = () => new ApiClient({ url: api.url, token: TOKENS.operate });
 const cells = (row: string | undefined) => (row ?? "").split(/\s{2,}/);
 
@@ -67,7 +62,7 @@ describe("zectre app", () => {
     expectOneErrorLine(await zectre("app", "show", "nope"), "zectre: error: app nope not found (not_found)");
     expectOneErrorLine(await zectre("app", "create", "Web_1"), /^zectre: error: invalid app name 'Web_1': app names are 2-32 lowercase .*; see 'zectre app create --help'\n$/);
     expectOneErrorLine(await zectre("app", "create"), "zectre: error: missing argument NAME; see 'zectre app create --help'");
-    expectOneErrorLine(await runInProcess([...flags(TOKENS.read), "app", "create", "api"], { env: { ZECTRE_CONFIG_DIR: configDir } }), /needs the 'operate' scope/);
+    expectOneErrorLine(await runInProcess([...flags(TOKENS.read), "app", "create", "api"], { env: { ZECTRE_CONFIG_DIR: configDir() } }), /needs the 'operate' scope/);
     // The seed, the conflict and the refused one reached the server; the bad name and the missing one did not.
     expect(api.requests.filter((r) => r.method === "POST").map((r) => r.body)).toEqual([{ name: "web" }, { name: "web" }, { name: "api" }]);
   });

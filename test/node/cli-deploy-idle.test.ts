@@ -1,21 +1,13 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { runWithFakeArtifacts, writeTree } from "./helpers/deploy-cli.ts";
-import { type FakeDeployApi, startFakeDeployApi, TOKENS } from "./helpers/fake-deploy-api.ts";
-import { expectOk, lines, runInProcess, useTempDirs } from "./helpers/run-cli.ts";
+import { TOKENS, useFakeDeployApi } from "./helpers/fake-deploy-api.ts";
+import { expectOk, lines, runInProcess } from "./helpers/run-cli.ts";
 
 /** `zectre deploy --min N --idle-timeout D` (and their zectre.json keys), and how deployments that scale down are listed. */
 
-const tempDir = useTempDirs();
-let api: FakeDeployApi;
-let configDir: string;
-
-beforeEach(async () => {
-  api = await startFakeDeployApi();
-  configDir = tempDir();
-});
-afterEach(() => api.close());
+const { api, configDir, tempDir } = useFakeDeployApi();
 
 const withUrl = (args: string[]) => ["--url", api.url, "--token", TOKENS.operate, ...args];
 const NPM_APP = { "package.json": { name: "x", scripts: { start: "node server.js" } } };
@@ -26,7 +18,7 @@ function appDir(name: string, files: Record<string, string | object> = NPM_APP):
   return writeTree(dir, files);
 }
 
-const deploy = (dir: string, ...args: string[]) => runWithFakeArtifacts(withUrl(["deploy", ...args]), { cwd: dir, configDir });
+const deploy = (dir: string, ...args: string[]) => runWithFakeArtifacts(withUrl(["deploy", ...args]), { cwd: dir, configDir: configDir() });
 const deploymentBodies = () => api.requests.filter((r) => r.method === "POST" && /\/deployments$/.test(r.path)).map((r) => r.body as Record<string, unknown>);
 
 describe("zectre deploy: scale to zero", () => {
@@ -68,7 +60,7 @@ describe("zectre deploy: scale to zero", () => {
 
   it("lists the minimum and idle timeout beside the replicas, in deployments and app show", async () => {
     expect((await deploy(appDir("web"), "--app", "web", "--min", "0", "--idle-timeout", "60s")).code).toBe(0);
-    const zectre = (...args: string[]) => runInProcess(withUrl(args), { env: { ZECTRE_CONFIG_DIR: configDir }, cwd: tempDir() });
+    const zectre = (...args: string[]) => runInProcess(withUrl(args), { env: { ZECTRE_CONFIG_DIR: configDir() }, cwd: tempDir() });
     const list = lines(expectOk(await zectre("deployments", "web")));
     expect(list[1]).toContain("1/1 (min 0 after 1m idle)");
     const show = lines(expectOk(await zectre("app", "show", "web")));

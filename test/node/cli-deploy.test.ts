@@ -1,11 +1,11 @@
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { appNameFrom } from "../../cli/src/deploy-config.ts";
 import { ApiClient } from "../../cli/src/client.ts";
 import { APP_DIGEST, DEPS_DIGEST, fakePrepare, runWithFakeArtifacts, until, writeTree } from "./helpers/deploy-cli.ts";
-import { CRASHING_SCRIPT, type FakeDeployApi, startFakeDeployApi, TOKENS } from "./helpers/fake-deploy-api.ts";
-import { lines, runBinary, useTempDirs } from "./helpers/run-cli.ts";
+import { CRASHING_SCRIPT, useFakeDeployApi, TOKENS } from "./helpers/fake-deploy-api.ts";
+import { lines, runBinary } from "./helpers/run-cli.ts";
 
 /**
  * `zectre deploy` against the fake deployments API: config from zectre.json and flags,
@@ -14,15 +14,7 @@ import { lines, runBinary, useTempDirs } from "./helpers/run-cli.ts";
  * The artifact step is a fake that returns fixed digests.
  */
 
-const tempDir = useTempDirs();
-let api: FakeDeployApi;
-let configDir: string;
-
-beforeEach(async () => {
-  api = await startFakeDeployApi();
-  configDir = tempDir();
-});
-afterEach(() => api.close());
+const { api, configDir, tempDir } = useFakeDeployApi();
 
 const flags = (token: string = TOKENS.operate) => ["--url", api.url, "--token", token];
 const NPM_APP = { "package.json": { name: "x", scripts: { start: "node server.js" } } };
@@ -33,7 +25,7 @@ function appDir(name: string, files: Record<string, string | object> = NPM_APP):
   return writeTree(dir, files);
 }
 
-const deploy = (dir: string, ...args: string[]) => runWithFakeArtifacts([...flags(), "deploy", ...args], { cwd: dir, configDir });
+const deploy = (dir: string, ...args: string[]) => runWithFakeArtifacts([...flags(), "deploy", ...args], { cwd: dir, configDir: configDir() });
 const deploymentBodies = () => api.requests.filter((r) => r.method === "POST" && /\/deployments$/.test(r.path)).map((r) => r.body);
 const client = () => new ApiClient({ url: api.url, token: TOKENS.operate });
 
@@ -41,7 +33,7 @@ describe("zectre deploy", () => {
   it("creates the app on first deploy, uploads, prints id and preview, follows the task until healthy", async () => {
     const dir = appDir("My_Shop.v2");
     const prepare = fakePrepare();
-    const result = await runWithFakeArtifacts([...flags(), "deploy"], { cwd: dir, configDir, prepare: prepare.prepare });
+    const result = await runWithFakeArtifacts([...flags(), "deploy"], { cwd: dir, configDir: configDir(), prepare: prepare.prepare });
     expect(result.stderr).toBe("");
     expect(result.code).toBe(0);
     expect(prepare.dirs).toEqual([dir]);
@@ -179,7 +171,7 @@ describe("zectre deploy", () => {
 
   it("fails with one line for a directory that does not exist, and for a name that cannot become an app", async () => {
     const base = tempDir();
-    const missing = await runWithFakeArtifacts([...flags(), "deploy", "nope"], { cwd: base, configDir });
+    const missing = await runWithFakeArtifacts([...flags(), "deploy", "nope"], { cwd: base, configDir: configDir() });
     expect(missing.code).toBe(1);
     expect(missing.stderr).toBe(`zectre: error: cannot read ${join(base, "nope")}: no such directory\n`);
     const numeric = await deploy(appDir("1234"));
@@ -255,7 +247,7 @@ describe("zectre deploy", () => {
     api.taskScript = () => [{ afterMs: 20, state: "starting" }];
     let press: (() => void) | undefined;
     const dir = appDir("web");
-    const running = runWithFakeArtifacts([...flags(), "deploy"], { cwd: dir, configDir, onInterrupt: (handler) => (press = handler) });
+    const running = runWithFakeArtifacts([...flags(), "deploy"], { cwd: dir, configDir: configDir(), onInterrupt: (handler) => (press = handler) });
     await until(() => api.apps.get("web")?.deployments[0]?.tasks[0]?.state === "starting" && press !== undefined, "the task to start");
     press?.();
     const result = await running;
@@ -272,7 +264,7 @@ describe("zectre deploy", () => {
 
   it("a read-only token fails on the create with the server's words", async () => {
     await client().createApp("web");
-    const result = await runWithFakeArtifacts([...flags(TOKENS.read), "deploy"], { cwd: appDir("web"), configDir });
+    const result = await runWithFakeArtifacts([...flags(TOKENS.read), "deploy"], { cwd: appDir("web"), configDir: configDir() });
     expect(result.code).toBe(1);
     expect(result.stderr).toBe("zectre: error: this action needs the 'operate' scope; the token has 'read' (forbidden)\n");
   });
@@ -286,7 +278,7 @@ describe("zectre deploy, the shipped binary", () => {
       "package-lock.json": { name: "hello-app", lockfileVersion: 3, packages: {} },
       "node_modules/tiny/index.js": "export const tiny = 1;\n",
     });
-    const run = () => runBinary([...flags(), "deploy", "--format", "json"], { cwd: dir, env: { ZECTRE_CONFIG_DIR: configDir } });
+    const run = () => runBinary([...flags(), "deploy", "--format", "json"], { cwd: dir, env: { ZECTRE_CONFIG_DIR: configDir() } });
     const first = await run();
     expect(first.code, first.stderr).toBe(0);
     const out = JSON.parse(first.stdout) as { layers: { layer: string; uploaded: boolean; reusedBy: string | null; digest: string }[]; result: string };

@@ -1,22 +1,17 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { ApiClient } from "../../cli/src/client.ts";
-import { type FakeDeployApi, startFakeDeployApi, TOKENS } from "./helpers/fake-deploy-api.ts";
-import { expectOk, expectOneErrorLine, lines, runInProcess, useTempDirs } from "./helpers/run-cli.ts";
+import { TOKENS, useFakeDeployApi } from "./helpers/fake-deploy-api.ts";
+import { expectOk, expectOneErrorLine, lines, runInProcess } from "./helpers/run-cli.ts";
 
 /** `zectre env set|unset|list` against the fake deployments API: secrets are never printed back unless --reveal. */
 
-const tempDir = useTempDirs();
-let api: FakeDeployApi;
-let configDir: string;
+const { api, configDir } = useFakeDeployApi();
 
 beforeEach(async () => {
-  api = await startFakeDeployApi();
-  configDir = tempDir();
   await new ApiClient({ url: api.url, token: TOKENS.operate }).createApp("web");
 });
-afterEach(() => api.close());
 
-const as = (token: string, ...args: string[]) => runInProcess(["--url", api.url, "--token", token, ...args], { env: { ZECTRE_CONFIG_DIR: configDir } });
+const as = (token: string, ...args: string[]) => runInProcess(["--url", api.url, "--token", token, ...args], { env: { ZECTRE_CONFIG_DIR: configDir() } });
 const zectre = (...args: string[]) => as(TOKENS.operate, ...args);
 const cells = (row: string | undefined) => (row ?? "").split(/\s{2,}/);
 const puts = () => api.requests.filter((r) => r.method === "PUT").map((r) => ({ path: r.path, body: r.body }));

@@ -1,15 +1,13 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { ApiClient } from "../../cli/src/client.ts";
 import { runWithFakeArtifacts, until } from "./helpers/deploy-cli.ts";
-import { type FakeDeployApi, startFakeDeployApi, TOKENS } from "./helpers/fake-deploy-api.ts";
-import { expectOk, expectOneErrorLine, lines, runInProcess, startBinary, useTempDirs } from "./helpers/run-cli.ts";
+import { TOKENS, useFakeDeployApi } from "./helpers/fake-deploy-api.ts";
+import { expectOk, expectOneErrorLine, lines, runInProcess, startBinary } from "./helpers/run-cli.ts";
 
 /** `zectre logs APP`: stored lines, filters, NDJSON, and following with -f (through a dropped stream) until Ctrl-C. */
 
-const tempDir = useTempDirs();
-let api: FakeDeployApi;
-let configDir: string;
+const { api, configDir, tempDir } = useFakeDeployApi();
 
 const D1 = "dmwtta1wu3k9x";
 const D2 = "dmwtta2abcdef";
@@ -17,16 +15,13 @@ const T1 = "tmwtta1wu3k9x";
 const T2 = "tmwtta2abcdef";
 
 beforeEach(async () => {
-  api = await startFakeDeployApi();
-  configDir = tempDir();
   await new ApiClient({ url: api.url, token: TOKENS.operate }).createApp("web");
   api.addLog("web", { nodeId: "web-1", taskId: T1, deploymentId: D1, stream: "stdout", ts: "2026-11-23T10:00:00.123Z", line: "listening on 41000" });
   api.addLog("web", { nodeId: "web-2", taskId: T2, deploymentId: D2, stream: "stderr", ts: "2026-11-23T10:00:01.000Z", line: "warning: \u001b[31mred\u001b[0m" });
 });
-afterEach(() => api.close());
 
 const args = (...rest: string[]) => ["--url", api.url, "--token", TOKENS.read, ...rest];
-const zectre = (...rest: string[]) => runInProcess(args(...rest), { env: { ZECTRE_CONFIG_DIR: configDir } });
+const zectre = (...rest: string[]) => runInProcess(args(...rest), { env: { ZECTRE_CONFIG_DIR: configDir() } });
 const logRequests = () => api.requests.filter((r) => r.path.endsWith("/logs")).map((r) => Object.fromEntries(r.query));
 
 describe("zectre logs", () => {
@@ -71,7 +66,7 @@ describe("zectre logs", () => {
     let seen = "";
     const running = runWithFakeArtifacts(args("logs", "web", "-f", "--format", "json"), {
       cwd: tempDir(),
-      configDir,
+      configDir: configDir(),
       onInterrupt: (handler) => (press = handler),
       onStdout: (chunk) => (seen += chunk),
     });
@@ -95,7 +90,7 @@ describe("zectre logs", () => {
   });
 
   it("-f in the shipped binary stops on SIGINT with exit 0", async () => {
-    const { child, result } = startBinary(args("logs", "web", "-f"), { env: { ZECTRE_CONFIG_DIR: configDir } });
+    const { child, result } = startBinary(args("logs", "web", "-f"), { env: { ZECTRE_CONFIG_DIR: configDir() } });
     await until(() => (api.apps.get("web")?.logWatchers.size ?? 0) === 1, "the log stream to open", 10_000);
     let seen = "";
     child.stdout?.on("data", (chunk: Buffer | string) => (seen += String(chunk)));

@@ -1,5 +1,6 @@
-import { afterEach, beforeEach } from "vitest";
+import { beforeEach } from "vitest";
 import { type FakeApi, startFakeApi } from "./fake-api.ts";
+import { perTest } from "./per-test.ts";
 import { type CliResult, runBinary, runInProcess, useTempDirs } from "./run-cli.ts";
 
 export interface FakeApiCli {
@@ -18,28 +19,12 @@ export interface FakeApiCli {
 /** The CLI tests' common setup: a fake API and an empty config dir per test, and the CLI pointed at both. */
 export function useFakeApiCli(): FakeApiCli {
   const tempDir = useTempDirs();
-  let current: FakeApi | undefined;
+  const api = perTest(startFakeApi);
   let configDir = "";
-  beforeEach(async () => {
-    current = await startFakeApi();
+  beforeEach(() => {
     configDir = tempDir();
   });
-  afterEach(() => current?.close());
-  const live = (): FakeApi => {
-    if (!current) throw new Error("the fake API exists only while a test runs");
-    return current;
-  };
-  const api = new Proxy({} as FakeApi, {
-    get(_target, key) {
-      const instance = live();
-      const value: unknown = Reflect.get(instance, key);
-      return typeof value === "function" ? value.bind(instance) : value;
-    },
-    set(_target, key, value) {
-      return Reflect.set(live(), key, value);
-    },
-  });
-  const flags = () => ["--url", live().url, "--token", live().adminToken];
+  const flags = () => ["--url", api.url, "--token", api.adminToken];
   const env = () => ({ ZECTRE_CONFIG_DIR: configDir });
   return {
     api,
