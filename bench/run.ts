@@ -2,7 +2,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runConnectBench } from "./agents-connect.ts";
-import { runPingBench } from "./jobs-ping.ts";
+import { goalVerdicts, runPingBench } from "./jobs-ping.ts";
 import { runProxyBench } from "./proxy.ts";
 
 /** `npm run bench`: every benchmark, each next to a baseline measured in the same run. */
@@ -33,13 +33,17 @@ if (connect) {
 }
 if (ping) {
   lines.push("test.ping fan-out (submit to last return; per-target p50/p99; median round, range of the last return)");
-  for (const run of ping.runs) {
-    const cp = run.controlPlane;
-    const w = run.warm;
-    const range = (r: typeof cp) => `${r.rounds} rounds: ${r.lastReturnMinMs}-${r.lastReturnMaxMs} ms`;
-    lines.push(`  ${cp.agents} agents, node objects idle: control plane ${cp.submitToLastReturnMs} ms (p50 ${cp.p50Ms}, p99 ${cp.p99Ms}; ${cp.returnsPerSecond} returns/s into one JobObject; ${range(cp)})`);
-    lines.push(`  ${w.agents} agents, again at once:   control plane ${w.submitToLastReturnMs} ms (p50 ${w.p50Ms}, p99 ${w.p99Ms}; ${w.returnsPerSecond} returns/s; ${range(w)})`);
-    if (run.nats) lines.push(`             NATS request-reply ${run.nats.lastReplyMs} ms (p50 ${run.nats.p50Ms}, p99 ${run.nats.p99Ms}); ratio ${run.ratioLastReturn}x idle, ${run.ratioWarm}x again`);
+  for (const { storage, runs } of ping.storages) {
+    lines.push(`  state in ${storage.dir} (${storage.kind})`);
+    for (const run of runs) {
+      const cp = run.controlPlane;
+      const w = run.warm;
+      const range = (r: typeof cp) => `${r.rounds} rounds: ${r.lastReturnMinMs}-${r.lastReturnMaxMs} ms`;
+      lines.push(`    ${cp.agents} agents, node objects idle: control plane ${cp.submitToLastReturnMs} ms (p50 ${cp.p50Ms}, p99 ${cp.p99Ms}; ${cp.returnsPerSecond} returns/s into one JobObject; ${range(cp)})`);
+      lines.push(`    ${w.agents} agents, again at once:   control plane ${w.submitToLastReturnMs} ms (p50 ${w.p50Ms}, p99 ${w.p99Ms}; ${w.returnsPerSecond} returns/s; ${range(w)})`);
+      if (run.nats) lines.push(`               NATS request-reply ${run.nats.lastReplyMs} ms (p50 ${run.nats.p50Ms}, p99 ${run.nats.p99Ms}); ratio ${run.ratioLastReturn}x idle, ${run.ratioWarm}x again`);
+    }
+    for (const goal of goalVerdicts(runs)) lines.push(`    goal: ${goal}`);
   }
   if (ping.natsNote) lines.push(`  ${ping.natsNote}`);
 }

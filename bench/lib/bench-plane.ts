@@ -11,9 +11,12 @@ export interface BenchPlane {
   sockets: WebSocket[];
 }
 
-/** Runs `body` against a fresh local control plane (temp state dir), then stops it and removes its state. */
-export async function withControlPlane<T>(body: (plane: BenchPlane) => Promise<T>): Promise<T> {
-  const root = mkdtempSync(join(tmpdir(), "zectre-bench-"));
+/**
+ * Runs `body` against a fresh local control plane (a temp state dir under `parentDir`,
+ * by default the OS temp dir), then stops it and removes its state.
+ */
+export async function withControlPlane<T>(body: (plane: BenchPlane) => Promise<T>, parentDir: string = tmpdir()): Promise<T> {
+  const root = mkdtempSync(join(parentDir, "zectre-bench-"));
   const paths = localPaths(join(root, "state"));
   const secret = ensureOperatorSecret(paths);
   const [apiPort, proxyPort] = [await freePort(), await freePort()];
