@@ -54,6 +54,15 @@ async function waitForAction(socket: AgentSocket, kind: string, jid: string, fro
   throw new Error(`no ${kind} for ${jid}: ${JSON.stringify(socket.messages)}`);
 }
 
+/** An org with one online agent and a job sent to it, its dispatch received: where most timing tests start. */
+async function dispatchedToOne(orgName: string, nodeId: string, job: { function: string; args?: Record<string, unknown> } = { function: "test.ping" }) {
+  const { name, adminToken } = await createOrg(orgName);
+  const a = await onlineAgent(adminToken, name, nodeId);
+  const created = await submit(adminToken, { targets: [nodeId], ...job });
+  const dispatch = await waitForAction(a.socket, "job.dispatch", created.body.jid);
+  return { name, adminToken, a, created, dispatch };
+}
+
 /** Moves the job's clock back instead of sleeping through 5 s grace periods. */
 async function age(org: string, jid: string, ms: number) {
   await runInDurableObject(jobObject(org, jid), (_i, state) => {
@@ -100,10 +109,7 @@ describe("jobs: dispatch and returns", () => {
   });
 
   it("takes a dispatch's ack riding on its return: the target is acked and the node holds the action no longer", async () => {
-    const { name, adminToken } = await createOrg("jobs-ride");
-    const a = await onlineAgent(adminToken, name, "r-1");
-    const created = await submit(adminToken, { targets: ["r-1"], function: "test.ping" });
-    const dispatch = await waitForAction(a.socket, "job.dispatch", created.body.jid);
+    const { name, adminToken, a, created, dispatch } = await dispatchedToOne("jobs-ride", "r-1");
     const from = a.socket.messages.length;
     a.socket.send({
       type: "return", v: 1, id: "ret-ride", jid: created.body.jid, epoch: 1, acks: [dispatch.id],
@@ -177,10 +183,7 @@ describe("jobs: a dispatch to a connected agent waits for its ack in memory", ()
   });
 
   it("stores a dispatch still unacked when the socket closes, and sends it with the same id on the next connect", async () => {
-    const { name, adminToken } = await createOrg("jobs-park");
-    const a = await onlineAgent(adminToken, name, "p-1");
-    const created = await submit(adminToken, { targets: ["p-1"], function: "test.ping" });
-    const first = await waitForAction(a.socket, "job.dispatch", created.body.jid);
+    const { name, adminToken, a, created, dispatch: first } = await dispatchedToOne("jobs-park", "p-1");
     a.socket.ws.close(1000);
     await expect.poll(() => storedDispatches(name, "p-1")).toEqual([first.id]);
     const again = await connect(name, a.agent);
@@ -211,10 +214,7 @@ describe("jobs: a dispatch to a connected agent waits for its ack in memory", ()
   });
 
   it("gets a dispatch its node object forgot (evicted before the ack) back from the job's re-send, stored this time", async () => {
-    const { name, adminToken } = await createOrg("jobs-forgot");
-    const a = await onlineAgent(adminToken, name, "g-1");
-    const created = await submit(adminToken, { targets: ["g-1"], function: "test.ping" });
-    const first = await waitForAction(a.socket, "job.dispatch", created.body.jid);
+    const { name, adminToken, a, created, dispatch: first } = await dispatchedToOne("jobs-forgot", "g-1");
     // The socket hibernates; the instance and what it held in memory are gone.
     await evictDurableObject(nodeObject(name, "g-1"));
     const from = a.socket.messages.length;
@@ -234,10 +234,7 @@ describe("jobs: a dispatch to a connected agent waits for its ack in memory", ()
 
 describe("jobs: timing rules", () => {
   it("learns acks from the node objects when asked", async () => {
-    const { name, adminToken } = await createOrg("jobs-ack");
-    const a = await onlineAgent(adminToken, name, "k-1");
-    const created = await submit(adminToken, { targets: ["k-1"], function: "test.sleep", args: { seconds: 30 } });
-    const dispatch = await waitForAction(a.socket, "job.dispatch", created.body.jid);
+    const { name, adminToken, a, created, dispatch } = await dispatchedToOne("jobs-ack", "k-1", { function: "test.sleep", args: { seconds: 30 } });
     expect((await getJob(adminToken, created.body.jid)).targets[0]?.state).toBe("dispatched");
     a.socket.send({ type: "ack", v: 1, ids: [dispatch.id] });
     await expect.poll(async () => (await getJob(adminToken, created.body.jid)).targets[0]?.state).toBe("acked");
@@ -250,10 +247,7 @@ describe("jobs: timing rules", () => {
   });
 
   it("re-sends once to a silent target after 5 s", async () => {
-    const { name, adminToken } = await createOrg("jobs-resend");
-    const a = await onlineAgent(adminToken, name, "s-1");
-    const created = await submit(adminToken, { targets: ["s-1"], function: "test.ping" });
-    const first = await waitForAction(a.socket, "job.dispatch", created.body.jid);
+    const { name, adminToken, a, created, dispatch: first } = await dispatchedToOne("jobs-resend", "s-1");
     const from = a.socket.messages.length;
     expect(await age(name, created.body.jid, 5_500)).toBe(true);
     const again = await waitForAction(a.socket, "job.dispatch", created.body.jid, from);
@@ -394,10 +388,7 @@ describe("jobs: API errors, tenancy and the live stream", () => {
 
 describe("jobs: crash recovery", () => {
   it("dispatches targets a crash left undispatched when the alarm runs", async () => {
-    const { name, adminToken } = await createOrg("jobs-crash");
-    const a = await onlineAgent(adminToken, name, "z-1");
-    const created = await submit(adminToken, { targets: ["z-1"], function: "test.ping" });
-    await waitForAction(a.socket, "job.dispatch", created.body.jid);
+    const { name, adminToken, a, created } = await dispatchedToOne("jobs-crash", "z-1");
     // As if start() died after writing the job but before this target's dispatch was recorded.
     await runInDurableObject(jobObject(name, created.body.jid), (_i, state) => {
       state.storage.sql.exec("UPDATE targets SET action_id = NULL");

@@ -1,7 +1,6 @@
-import { beforeEach } from "vitest";
 import { type FakeApi, startFakeApi } from "./fake-api.ts";
-import { perTest } from "./per-test.ts";
-import { type CliResult, runBinary, runInProcess, useTempDirs } from "./run-cli.ts";
+import { perTestWithConfigDir } from "./per-test.ts";
+import { type CliResult, runBinary, runInProcess } from "./run-cli.ts";
 
 export interface FakeApiCli {
   /** The current test's fake API: a fresh one per test, behind a stable name (reads and writes reach it). */
@@ -18,14 +17,9 @@ export interface FakeApiCli {
 
 /** The CLI tests' common setup: a fake API and an empty config dir per test, and the CLI pointed at both. */
 export function useFakeApiCli(): FakeApiCli {
-  const tempDir = useTempDirs();
-  const api = perTest(startFakeApi);
-  let configDir = "";
-  beforeEach(() => {
-    configDir = tempDir();
-  });
+  const { api, configDir } = perTestWithConfigDir(startFakeApi);
   const flags = () => ["--url", api.url, "--token", api.adminToken];
-  const env = () => ({ ZECTRE_CONFIG_DIR: configDir });
+  const env = () => ({ ZECTRE_CONFIG_DIR: configDir() });
   return {
     api,
     flags,

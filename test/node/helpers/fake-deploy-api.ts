@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
 import { createServer, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { beforeEach } from "vitest";
 import type { ArtifactInfo } from "../../../protocol/artifacts.ts";
 import { ERROR_STATUS, type ErrorCode } from "../../../protocol/errors.ts";
 import {
@@ -19,9 +18,8 @@ import {
 } from "../../../protocol/deployments.ts";
 import type { JsonObject } from "../../../protocol/json.ts";
 import type { EnvVarRecord } from "../../../cli/src/client.ts";
-import { perTest } from "./per-test.ts";
+import { type PerTestServer, perTestWithConfigDir } from "./per-test.ts";
 import { readRequest } from "./read-request.ts";
-import { useTempDirs } from "./run-cli.ts";
 
 /**
  * A stand-in for the deployments half of the API (apps, deployments, env, events,
@@ -385,22 +383,7 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(JSON.stringify(body));
 }
 
-export interface FakeDeployApiSetup {
-  /** The current test's fake API: a fresh one per test, behind a stable name. */
-  readonly api: FakeDeployApi;
-  /** The current test's own, empty CLI config dir. */
-  configDir(): string;
-  /** A fresh directory, removed after the test. */
-  tempDir(): string;
-}
-
 /** The deploy-side CLI tests' common setup: a fake deployments API and a config dir per test. */
-export function useFakeDeployApi(): FakeDeployApiSetup {
-  const tempDir = useTempDirs();
-  const api = perTest(startFakeDeployApi);
-  let configDir = "";
-  beforeEach(() => {
-    configDir = tempDir();
-  });
-  return { api, configDir: () => configDir, tempDir };
+export function useFakeDeployApi(): PerTestServer<FakeDeployApi> {
+  return perTestWithConfigDir(startFakeDeployApi);
 }

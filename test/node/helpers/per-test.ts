@@ -1,4 +1,5 @@
 import { afterEach, beforeEach } from "vitest";
+import { useTempDirs } from "./run-cli.ts";
 
 /**
  * A fresh instance of a test server per test, started before and closed after each one,
@@ -25,4 +26,24 @@ export function perTest<T extends { close(): unknown }>(start: () => Promise<T>)
       return Reflect.set(live(), key, value);
     },
   });
+}
+
+export interface PerTestServer<T> {
+  /** The current test's server: a fresh one per test, behind a stable name. */
+  readonly api: T;
+  /** The current test's own, empty CLI config dir. */
+  configDir(): string;
+  /** A fresh directory, removed after the test. */
+  tempDir(): string;
+}
+
+/** A fresh test server and an empty CLI config dir per test: the CLI tests' common setup. */
+export function perTestWithConfigDir<T extends { close(): unknown }>(start: () => Promise<T>): PerTestServer<T> {
+  const tempDir = useTempDirs();
+  const api = perTest(start);
+  let configDir = "";
+  beforeEach(() => {
+    configDir = tempDir();
+  });
+  return { api, configDir: () => configDir, tempDir };
 }
