@@ -36,9 +36,20 @@ export function orgStub(env: ObjectsEnv, org: string): DurableObjectStub<OrgObje
   return env.ORG.get(env.ORG.idFromName(org));
 }
 
-/** One object per (org, node): the same node id in two orgs is two nodes. */
-export function nodeStub(env: ObjectsEnv, org: string, nodeId: string): DurableObjectStub<NodeObject> {
-  return env.NODE.get(env.NODE.idFromName(`${org}/${nodeId}`));
+/**
+ * One object per (org, node): the same node id in two orgs is two nodes.
+ *
+ * The stub is made from the id's hex form, which carries no name. Under `wrangler dev`,
+ * miniflare wraps every SQLite-backed class so that each construction of an object whose
+ * id has a name writes that name into the object's database (for its storage explorer):
+ * a write transaction, two fsyncs and a new WAL file on every wake. Node objects wake for
+ * every job, presence check and proxied request after hibernating, so that write was a
+ * measurable part of a fan-out to idle agents on disk (bench/README.md). On Cloudflare
+ * nothing changes: it is the same id, and nothing here reads `ctx.id.name`.
+ */
+export function nodeStub(env: Pick<ObjectsEnv, "NODE">, org: string, nodeId: string): DurableObjectStub<NodeObject> {
+  const id = env.NODE.idFromName(`${org}/${nodeId}`);
+  return env.NODE.get(env.NODE.idFromString(id.toString()));
 }
 
 export function jobStub(env: ObjectsEnv, org: string, jid: string): DurableObjectStub<JobObject> {

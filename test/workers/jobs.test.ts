@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { type AgentSocket, connect, enroll, enrollmentToken, makeAgent, onlineAgent } from "./agent-helpers.ts";
 import type { NodeObject } from "../../durable-objects/NodeObject.ts";
 import { call, createOrg } from "./helpers.ts";
+import { nodeStub } from "../../durable-objects/env.ts";
 
 interface Created {
   jid: string;
@@ -19,10 +20,9 @@ interface JobBody {
 }
 
 const jobObject = (org: string, jid: string) => env.JOB.get(env.JOB.idFromName(`${org}/${jid}`));
-const nodeObject = (org: string, nodeId: string) => env.NODE.get(env.NODE.idFromName(`${org}/${nodeId}`));
 
 async function storedDispatches(org: string, nodeId: string) {
-  return runInDurableObject(nodeObject(org, nodeId), (_i, state) => state.storage.sql.exec("SELECT id FROM outbox WHERE kind = 'job.dispatch'").toArray().map((r) => r.id));
+  return runInDurableObject(nodeStub(env, org, nodeId), (_i, state) => state.storage.sql.exec("SELECT id FROM outbox WHERE kind = 'job.dispatch'").toArray().map((r) => r.id));
 }
 
 async function submit(token: string, body: Record<string, unknown>) {
@@ -119,7 +119,7 @@ describe("jobs: dispatch and returns", () => {
     const job = await getJob(adminToken, created.body.jid);
     expect(job.status).toBe("complete");
     expect(await storedDispatches(name, "r-1")).toEqual([]);
-    expect(await nodeObject(name, "r-1").isAcked(dispatch.id)).toBe(true);
+    expect(await nodeStub(env, name, "r-1").isAcked(dispatch.id)).toBe(true);
   });
 
   it("takes a return's node from the socket: foreign returns are dropped", async () => {
@@ -170,15 +170,15 @@ describe("jobs: a dispatch to a connected agent waits for its ack in memory", ()
     const { name, adminToken } = await createOrg("jobs-mem");
     const a = await onlineAgent(adminToken, name, "m-1");
     // The settings sent at connect are still unacked by this bare test agent.
-    const pendingBefore = (await nodeObject(name, "m-1").detail()).pendingActions;
+    const pendingBefore = (await nodeStub(env, name, "m-1").detail()).pendingActions;
     const created = await submit(adminToken, { targets: ["m-1"], function: "test.sleep", args: { seconds: 30 } });
     const dispatch = await waitForAction(a.socket, "job.dispatch", created.body.jid);
     expect(await storedDispatches(name, "m-1")).toEqual([]);
-    expect((await nodeObject(name, "m-1").detail()).pendingActions).toBe(pendingBefore + 1);
-    expect(await nodeObject(name, "m-1").isAcked(dispatch.id)).toBe(false);
+    expect((await nodeStub(env, name, "m-1").detail()).pendingActions).toBe(pendingBefore + 1);
+    expect(await nodeStub(env, name, "m-1").isAcked(dispatch.id)).toBe(false);
     a.socket.send({ type: "ack", v: 1, ids: [dispatch.id] });
-    await expect.poll(() => nodeObject(name, "m-1").isAcked(dispatch.id)).toBe(true);
-    expect((await nodeObject(name, "m-1").detail()).pendingActions).toBe(pendingBefore);
+    await expect.poll(() => nodeStub(env, name, "m-1").isAcked(dispatch.id)).toBe(true);
+    expect((await nodeStub(env, name, "m-1").detail()).pendingActions).toBe(pendingBefore);
     a.socket.ws.close(1000);
   });
 
@@ -202,12 +202,12 @@ describe("jobs: a dispatch to a connected agent waits for its ack in memory", ()
     const created = await submit(adminToken, { targets: ["n-1"], function: "test.sleep", args: { seconds: 30 } });
     const dispatch = await waitForAction(b, "job.dispatch", created.body.jid);
     // The close event of a socket that is not the open one, whenever the runtime delivers it.
-    await runInDurableObject(nodeObject(name, "n-1"), async (instance: NodeObject) => {
+    await runInDurableObject(nodeStub(env, name, "n-1"), async (instance: NodeObject) => {
       const stale = new WebSocketPair()[1];
       await instance.webSocketClose(stale, 1000);
     });
     expect(await storedDispatches(name, "n-1")).toEqual([]);
-    expect(await nodeObject(name, "n-1").isAcked(dispatch.id)).toBe(false);
+    expect(await nodeStub(env, name, "n-1").isAcked(dispatch.id)).toBe(false);
     expect((await call<{ node: { online: boolean } }>("GET", "/api/v1/nodes/n-1", { token: adminToken })).body.node.online).toBe(true);
     b.ws.close(1000);
     await expect.poll(() => storedDispatches(name, "n-1")).toEqual([dispatch.id]);
@@ -216,7 +216,7 @@ describe("jobs: a dispatch to a connected agent waits for its ack in memory", ()
   it("gets a dispatch its node object forgot (evicted before the ack) back from the job's re-send, stored this time", async () => {
     const { name, adminToken, a, created, dispatch: first } = await dispatchedToOne("jobs-forgot", "g-1");
     // The socket hibernates; the instance and what it held in memory are gone.
-    await evictDurableObject(nodeObject(name, "g-1"));
+    await evictDurableObject(nodeStub(env, name, "g-1"));
     const from = a.socket.messages.length;
     await age(name, created.body.jid, 5_500);
     const resent = await waitForAction(a.socket, "job.dispatch", created.body.jid, from);

@@ -4,8 +4,8 @@ import { describe, expect, it } from "vitest";
 import { PING_FRAME } from "../../protocol/agent-wire.ts";
 import { challenge, connect, onlineAgent, SAMPLE_FACTS } from "./agent-helpers.ts";
 import { call, createOrg } from "./helpers.ts";
+import { nodeStub } from "../../durable-objects/env.ts";
 
-const nodeObject = (org: string, nodeId: string) => env.NODE.get(env.NODE.idFromName(`${org}/${nodeId}`));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface NodeList {
@@ -38,7 +38,7 @@ describe("NodeObject connection", () => {
   it("answers heartbeats and messages across hibernation", async () => {
     const { name, adminToken } = await createOrg("hib");
     const { socket } = await onlineAgent(adminToken, name, "h1");
-    await evictDurableObject(nodeObject(name, "h1"));
+    await evictDurableObject(nodeStub(env, name, "h1"));
     socket.send(PING_FRAME);
     expect(await socket.next("pong")).toEqual({ type: "pong" });
     socket.send({ type: "facts", v: 1, facts: { ...SAMPLE_FACTS, hostname: "after-hibernation" } });
@@ -51,7 +51,7 @@ describe("NodeObject connection", () => {
   it("marks a silent node offline after three missed heartbeats (1 s each here)", async () => {
     const { name, adminToken } = await createOrg("silent");
     const { socket } = await onlineAgent(adminToken, name, "s1");
-    const stub = nodeObject(name, "s1");
+    const stub = nodeStub(env, name, "s1");
     // Within the window the alarm only reschedules.
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     let list = await call<NodeList>("GET", "/api/v1/nodes", { token: adminToken });
@@ -71,7 +71,7 @@ describe("NodeObject connection", () => {
       socket.send(PING_FRAME);
       await sleep(500);
     }
-    await runDurableObjectAlarm(nodeObject(name, "p1"));
+    await runDurableObjectAlarm(nodeStub(env, name, "p1"));
     const list = await call<NodeList>("GET", "/api/v1/nodes", { token: adminToken });
     expect(list.body.nodes[0]?.online).toBe(true);
     socket.ws.close(1000);
@@ -185,7 +185,7 @@ describe("NodeObject after a runtime restart", () => {
   it("marks a node offline when its socket vanished without a close event", async () => {
     const { name, adminToken } = await createOrg("vanish");
     await onlineAgent(adminToken, name, "x1");
-    const stub = nodeObject(name, "x1");
+    const stub = nodeStub(env, name, "x1");
     // Evicting with closed sockets and no handler call is what a process restart looks like to the object.
     await evictDurableObject(stub, { webSockets: "close" });
     await runDurableObjectAlarm(stub);

@@ -11,6 +11,7 @@ import {
   type TunnelFrame,
 } from "../../protocol/tunnel.ts";
 import { challenge, connectRaw, enroll, enrollmentToken, makeAgent } from "./agent-helpers.ts";
+import { nodeStub } from "../../durable-objects/env.ts";
 
 /** A test agent that speaks the tunnel: its binary frames are decoded, its JSON messages kept apart. */
 export interface TunnelAgent {
@@ -66,7 +67,7 @@ export async function tunnelAgent(adminToken: string, org: string, nodeId: strin
 }
 
 export function nodeObject(org: string, nodeId: string) {
-  return env.NODE.get(env.NODE.idFromName(`${org}/${nodeId}`));
+  return nodeStub(env, org, nodeId);
 }
 
 /** Makes the node object know a task, as startTask would (without sending an action). */

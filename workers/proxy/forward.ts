@@ -6,6 +6,7 @@ import {
   tunnelRequestUrl,
 } from "../../protocol/tunnel.ts";
 import { log } from "../lib/log.ts";
+import { nodeStub } from "../../durable-objects/env.ts";
 import { directAddresses, fetchDirect } from "./direct.ts";
 import { type ProxyEnv, timeoutMs } from "./env.ts";
 import { page } from "./pages.ts";
@@ -51,7 +52,7 @@ export async function forward(env: ProxyEnv, request: Request, target: HostTarge
       log("warn", "proxy", safe ? "direct fetch failed; trying the tunnel" : "direct fetch failed", { org: target.org, nodeId: task.nodeId, address, taskId: task.taskId, error: outcome.error });
       if (!safe) return page("bad_gateway", "the app's task could not be reached at its node's direct address");
     }
-    const node = env.NODE.get(env.NODE.idFromName(`${target.org}/${task.nodeId}`));
+    const node = nodeStub(env, target.org, task.nodeId);
     const internal = tunnelRequestUrl({ app: target.app, taskId: task.taskId, port: task.hostPort, timeoutMs: timeoutMs(env), path: `${url.pathname}${url.search}` });
     let response: Response;
     try {
