@@ -12,6 +12,7 @@ import {
   finalStatus,
 } from "../protocol/jobs.ts";
 import { type ObjectsEnv, nodeStub, orgStub } from "./env.ts";
+import { CoalescedWrites } from "./job/coalesced-writes.ts";
 import { countsOf, EventLog, JOB_MIGRATIONS, type JobRow, type TargetRow, toRecord } from "./job/job-store.ts";
 import { RESEND_AFTER_MS, retentionMs, UNREACHABLE_AFTER_MS } from "./job/timing.ts";
 import { OrgEventBuffer } from "./org-events.ts";
@@ -65,6 +66,8 @@ export class JobObject extends DurableObject<ObjectsEnv> {
   private readonly events: EventLog;
   private readonly watchers = new SseHub();
   private readonly orgEvents: OrgEventBuffer;
+  /** Returns and dispatch results of one moment share a commit. */
+  private readonly writes = new CoalescedWrites();
   /** The job row, read once per instance: every return needs it, and only writeJob changes it. */
   private cachedJob: { row: JobRow | undefined } | null = null;
 
@@ -148,6 +151,12 @@ export class JobObject extends DurableObject<ObjectsEnv> {
   async recordReturn(nodeId: string, ret: Omit<JobReturn, "synthetic">): Promise<ReturnOutcome> {
     const job = this.job();
     if (!job) return "unknown_job";
+    const outcome = await this.writes.run(() => this.storeReturn(nodeId, ret, job));
+    if (outcome === "stored") await this.finishIfAllReturned();
+    return outcome;
+  }
+
+  private storeReturn(nodeId: string, ret: Omit<JobReturn, "synthetic">, job: JobRow): ReturnOutcome {
     const stored: JobReturn = { ...ret, synthetic: false };
     const updated = this.sql
       .exec(
@@ -158,7 +167,6 @@ export class JobObject extends DurableObject<ObjectsEnv> {
       .toArray().length;
     if (updated === 0) return this.target(nodeId) ? "duplicate" : "not_a_target";
     this.emit("target.returned", nodeId, { return: stored as unknown as JsonObject }, job);
-    await this.finishIfAllReturned(job);
     return "stored";
   }
 
@@ -230,11 +238,17 @@ export class JobObject extends DurableObject<ObjectsEnv> {
   private async dispatchTo(spec: DispatchSpec, targets: readonly string[]): Promise<void> {
     const action = dispatchAction(spec);
     const job = this.job();
+    const stored: Promise<void>[] = [];
     await mapPool(targets, NODE_CALLS_IN_FLIGHT, async (nodeId) => {
       const sent = await nodeStub(this.env, spec.org, nodeId).dispatch(action);
-      this.sql.exec("UPDATE targets SET online_at_dispatch = ?, action_id = ? WHERE node_id = ?", sent.online ? 1 : 0, sent.actionId, nodeId);
-      this.emit("target.dispatched", nodeId, { online: sent.online }, job);
+      stored.push(this.writes.run(() => this.storeDispatch(nodeId, sent, job)));
     });
+    await Promise.all(stored);
+  }
+
+  private storeDispatch(nodeId: string, sent: { online: boolean; actionId: string }, job: JobRow | undefined): void {
+    this.sql.exec("UPDATE targets SET online_at_dispatch = ?, action_id = ? WHERE node_id = ?", sent.online ? 1 : 0, sent.actionId, nodeId);
+    this.emit("target.dispatched", nodeId, { online: sent.online }, job);
   }
 
   private async resendToSilentTargets(job: JobRow): Promise<void> {
@@ -272,8 +286,9 @@ export class JobObject extends DurableObject<ObjectsEnv> {
     await this.finishIfAllReturned();
   }
 
-  /** `job` may be read before this call's own writes: only its status and identity are used, which they leave alone. */
-  private async finishIfAllReturned(job: JobRow | undefined = this.job()): Promise<void> {
+  /** Read afresh: several returns of one batch ask in turn, and only the first may finish the job. */
+  private async finishIfAllReturned(): Promise<void> {
+    const job = this.job();
     if (!job || !ACTIVE_STATUSES.includes(job.status as JobStatus)) return;
     // This runs once per return: one probe of the open-targets index, not a count over every target.
     const open = this.sql.exec<{ open: number }>("SELECT EXISTS (SELECT 1 FROM targets WHERE ret IS NULL) AS open").one().open;
