@@ -61,8 +61,13 @@ function pingStorages(): PingStorage[] {
   return found;
 }
 
-/** Long enough for workerd to hibernate idle node objects (it does after about 10 s). */
-const IDLE_BEFORE_COLD_MS = 15_000;
+/**
+ * Long enough that workerd has evicted every idle node object. It may after 10 s of
+ * inactivity, but at 15 s some rounds still found most objects in memory: the idle
+ * figures mixed two cases (1.3 s or 4 s for 1,000 targets on disk). From 25 s on,
+ * five rounds in a row agreed within 15%.
+ */
+const IDLE_BEFORE_COLD_MS = 25_000;
 
 /** Reads the job's SSE stream to the end; per-target latency is the server time the return was stored. */
 async function followJob(apiUrl: string, token: string, jid: string): Promise<JobEvent[]> {
