@@ -257,6 +257,11 @@ export class OrgObject extends DurableObject<ObjectsEnv> {
     return this.nodes.matching(parseTarget(expression), ["approved", "active"]);
   }
 
+  /** `node list --target`: what a job to `expression` would resolve, over the nodes in `states`; parsed by the API already. */
+  previewTarget(expression: string, states: readonly EnrollmentState[] | null): NodeSummary[] {
+    return this.nodes.listMatching(parseTarget(expression), states).map((entry) => entry.summary);
+  }
+
   nodeEntries(states: readonly EnrollmentState[] | null): DirectoryEntry[] {
     return this.nodes.list(states);
   }

@@ -105,6 +105,11 @@ export class NodeDirectory {
     return rows.filter((row) => matchTarget(expr, lazyCandidate(row.id, grainsOf(row)))).map((row) => row.id);
   }
 
+  /** The same resolution as `matching`, over the nodes in `states` (null: every state), as whole entries: a preview shows them. */
+  listMatching(expr: TargetExpr, states: readonly EnrollmentState[] | null): DirectoryEntry[] {
+    return this.list(states).filter((e) => matchTarget(expr, lazyCandidate(e.summary.id, () => buildGrains(e.facts, e.summary.labels))));
+  }
+
   list(states: readonly EnrollmentState[] | null): DirectoryEntry[] {
     const rows =
       states === null

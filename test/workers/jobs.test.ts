@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { type AgentSocket, connect, enroll, enrollmentToken, makeAgent, onlineAgent } from "./agent-helpers.ts";
 import type { NodeObject } from "../../durable-objects/NodeObject.ts";
 import { call, createOrg } from "./helpers.ts";
-import { nodeStub } from "../../durable-objects/env.ts";
+import { nodeStub, orgStub } from "../../durable-objects/env.ts";
 
 interface Created {
   jid: string;
@@ -353,6 +353,26 @@ describe("jobs: API errors, tenancy and the live stream", () => {
     const revoked = await call("POST", "/api/v1/nodes/g-1/revoke", { token: adminToken });
     expect(revoked.status).toBe(200);
     expect((await submit(adminToken, { target: "g-*", function: "test.ping" })).body.targets).toEqual(["g-2", "g-3"]);
+  });
+
+  it("previews a target with the org object's resolution: node list --target, any state, bad expressions 400", async () => {
+    const { name, adminToken } = await createOrg("jobs-preview");
+    for (const id of ["p-1", "p-2", "p-3"]) await onlineAgent(adminToken, name, id);
+    await call("PATCH", "/api/v1/nodes/p-2/labels", { token: adminToken, body: { labels: { role: "db" } } });
+    expect((await call("POST", "/api/v1/nodes/p-1/revoke", { token: adminToken })).status).toBe(200);
+    const ids = async (query: string) => {
+      const res = await call<{ nodes: { id: string }[] }>("GET", `/api/v1/nodes?${query}`, { token: adminToken });
+      expect(res.status).toBe(200);
+      return res.body.nodes.map((n) => n.id);
+    };
+    expect(await ids(`target=${encodeURIComponent("G@labels.role:db or L@p-3")}`)).toEqual(["p-2", "p-3"]);
+    expect(await ids(`target=${encodeURIComponent("p-*")}`)).toEqual(["p-2", "p-3"]);
+    expect(await ids(`target=${encodeURIComponent("p-*")}&state=all`)).toEqual(["p-1", "p-2", "p-3"]);
+    const inOrg = await orgStub(env, name).previewTarget("p-* and not G@labels.role:db", null);
+    expect(inOrg.map((n) => n.id)).toEqual(["p-1", "p-3"]);
+    const bad = await call<{ error?: { message: string } }>("GET", `/api/v1/nodes?target=${encodeURIComponent("p-* and")}`, { token: adminToken });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error?.message).toMatch(/^bad target expression/);
   });
 
   it("hides another org's jobs", async () => {

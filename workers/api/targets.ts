@@ -1,5 +1,4 @@
-import type { DirectoryEntry } from "../../durable-objects/org/node-directory.ts";
-import { buildGrains, lazyCandidate, matchTarget, parseTarget, type TargetExpr, TargetParseError } from "../../protocol/target.ts";
+import { parseTarget, type TargetExpr, TargetParseError } from "../../protocol/target.ts";
 import { ApiError } from "./errors.ts";
 
 export function parseTargetOrThrow(text: string): TargetExpr {
@@ -12,9 +11,4 @@ export function parseTargetOrThrow(text: string): TargetExpr {
     }
     throw error;
   }
-}
-
-/** Target resolution over directory entries (they carry facts and labels), for previews that show the nodes. */
-export function matchEntries(expr: TargetExpr, entries: readonly DirectoryEntry[]): DirectoryEntry[] {
-  return entries.filter((e) => matchTarget(expr, lazyCandidate(e.summary.id, () => buildGrains(e.facts, e.summary.labels))));
 }

@@ -8,7 +8,7 @@ import {
   type NodeDetail,
   SetLabelsBody,
 } from "../../../protocol/nodes.ts";
-import { matchEntries, parseTargetOrThrow } from "../targets.ts";
+import { parseTargetOrThrow } from "../targets.ts";
 import { actorOf, authenticate, requireScope } from "../auth.ts";
 import { limitBody, readJson } from "../body.ts";
 import type { ApiContext } from "../env.ts";
@@ -59,10 +59,8 @@ export const nodeRoutes = new Hono<ApiContext>()
     const target = c.req.query("target");
     const org = orgStub(c.env, c.get("identity").org);
     if (target === undefined || target === "") return c.json({ nodes: await org.listNodes(states) });
-    const expr = parseTargetOrThrow(target);
-    const entries = await org.nodeEntries(states);
-    const nodes = matchEntries(expr, entries).map((e) => e.summary);
-    return c.json({ nodes });
+    parseTargetOrThrow(target);
+    return c.json({ nodes: await org.previewTarget(target, states) });
   })
   .post("/nodes/approve-pending", requireScope("admin"), async (c) => {
     const identity = c.get("identity");
